@@ -1,0 +1,99 @@
+"""The exported encoder: a backbone plus the input normalization it was trained with.
+
+Saved as ``encoder.safetensors`` (weights) + ``encoder.json`` (backbone spec, normalization,
+feature dim), so it loads with ``selfsup.load_encoder(path)`` without the method or trainer code,
+and never through pickle.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .errors import CheckpointError
+
+WEIGHTS, CONFIG = "encoder.safetensors", "encoder.json"
+
+
+class Encoder(nn.Module):
+    """Maps images to features: uint8 (B, C, H, W) in [0, 255] or float in [0, 1] -> (B, D)."""
+
+    def __init__(self, backbone: nn.Module, mean: list[float], std: list[float]):
+        super().__init__()
+        self.backbone = backbone
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+
+    @property
+    def dim(self) -> int:
+        return self.backbone.dim
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.uint8:
+            x = x.float().div_(255)
+        return (x - self.mean) / self.std
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(self.normalize(x))
+
+    def config(self) -> dict:
+        return {
+            "format": "selfsup-encoder/1",
+            "backbone": getattr(self.backbone, "spec", None),
+            "mean": self.mean.flatten().tolist(),
+            "std": self.std.flatten().tolist(),
+            "dim": self.dim,
+        }
+
+
+def save_encoder(encoder: Encoder, directory: str | os.PathLike) -> Path:
+    """Write encoder.safetensors + encoder.json into `directory`, each atomically."""
+    from safetensors.torch import save_file
+
+    from .train.checkpoint import atomic_write
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in encoder.backbone.state_dict().items()}
+    atomic_write(directory / WEIGHTS, lambda tmp: save_file(state, str(tmp)))
+    atomic_write(directory / CONFIG, lambda tmp: Path(tmp).write_text(json.dumps(encoder.config(), indent=2)))
+    return directory / WEIGHTS
+
+
+def load_encoder(path: str | os.PathLike, device: str | torch.device = "cpu") -> Encoder:
+    """Load an encoder from a run directory, an ``encoder/`` directory or an ``encoder.safetensors`` file."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from .backbones.base import build_backbone
+
+    path = Path(path)
+    candidates = [path, path / "encoder", path.parent] if path.suffix != ".safetensors" else [path.parent]
+    directory = next((d for d in candidates if (d / WEIGHTS).is_file() and (d / CONFIG).is_file()), None)
+    if directory is None:
+        raise CheckpointError(
+            f"no encoder found at '{path}' (looked for {WEIGHTS} and {CONFIG}).",
+            "pass a run directory written by `selfsup pretrain` or the folder holding encoder.safetensors.",
+        )
+    try:
+        config = json.loads((directory / CONFIG).read_text())
+        spec = dict(config["backbone"])
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"'{directory / CONFIG}' is not a valid encoder config ({exc}).", "re-export the encoder.") from None
+    backbone = build_backbone(spec.pop("name"), **spec)
+    try:
+        state = load_file(str(directory / WEIGHTS))
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"'{directory / WEIGHTS}' cannot be read ({exc}); the file is truncated or not safetensors.",
+                              "re-export the encoder or point to another run.") from None
+    try:
+        backbone.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        detail = next((line.strip() for line in first if "size mismatch" in line or "Missing" in line or "Unexpected" in line), first[0])
+        raise CheckpointError(f"'{directory / WEIGHTS}' does not match backbone {backbone.spec['name']!r}: {detail}",
+                              "load it with the encoder.json it was saved with.") from None
+    return Encoder(backbone, config["mean"], config["std"]).to(device).eval()
