@@ -1,0 +1,268 @@
+"""Named datasets and the one entry point, :func:`load_dataset`.
+
+A name (fashion-mnist, mnist, kmnist, cifar10, cifar100, stl10) is looked up, in this order, in
+the `root` argument (the folder itself or a subfolder named after the dataset), ``$SELFSUP_DATA``,
+``/usr/share/datasets`` and the user cache ``$XDG_CACHE_HOME/selfsup`` (default
+``~/.cache/selfsup``). In each place the usual folder names are tried (``fashion-mnist``,
+``FashionMNIST/raw``, ``cifar-10-batches-py``, ``stl10_binary`` ...), so a torchvision data
+folder works as it is. Nothing is ever downloaded: a missing file is a DataError that names
+it, the places looked in and how to get it.
+
+Anything else is a path: a ``.npy``/``.npz`` file (see :mod:`.arrays`), a folder holding the
+official files of a named dataset, or an image folder (see :mod:`.folder`). For an image folder,
+`split` picks the subfolder ``path/<split>`` when it exists (``root/train``, ``root/test``); a
+folder without split subfolders is used as it is for any split; a folder that has some split
+subfolders but not the one asked for is a DataError.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from typing import Callable
+
+import torch
+
+from ..errors import DataError, closest
+from .arrays import load_arrays
+from .cifar import CIFAR10_FILES, CIFAR100_FILES, load_cifar10, load_cifar100
+from .dataset import ImageDataset
+from .folder import display_path, load_image_folder, parse_image_size
+from .idx import load_idx
+from .stl10 import STL10_FILES, load_stl10
+
+SYSTEM_DIR = "/usr/share/datasets"
+_SPLIT_FOLDERS = ("train", "test", "val", "valid", "validation", "unlabeled")
+
+
+@dataclass(frozen=True)
+class NamedDataset:
+    """Where a named dataset lives and how to read it.
+
+    `files[split]` lists the files a split needs; an entry with alternatives (a tuple) is found
+    when any of them exists, e.g. the gzip or the raw IDX file.
+    """
+
+    name: str
+    folders: tuple[str, ...]
+    files: dict[str, tuple]
+    read: Callable[[str, str, dict[str, str]], ImageDataset]
+    how_to_get: str
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def splits(self) -> list[str]:
+        return list(self.files)
+
+
+def _idx_files(prefix: str) -> tuple:
+    images, labels = f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte"
+    return ((images + ".gz", images), (labels + ".gz", labels))
+
+
+def _idx_reader(name: str, classes: list[str]):
+    def read(directory: str, split: str, found: dict[str, str]) -> ImageDataset:
+        images, labels = found.values()
+        return load_idx(images, labels, name=name, classes=classes, id_prefix=f"{name}/{split}")
+
+    return read
+
+
+def _idx_dataset(name: str, folders: tuple[str, ...], classes: list[str], how: str, aliases=()) -> NamedDataset:
+    return NamedDataset(name, folders, {"train": _idx_files("train"), "test": _idx_files("t10k")},
+                        _idx_reader(name, classes), how, aliases)
+
+
+def _idx_how(name: str, url: str) -> str:
+    return (f"download the four IDX files (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
+            f"t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz) from {url} into $SELFSUP_DATA/{name}")
+
+
+FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+KMNIST_CLASSES = ["o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"]
+
+CATALOGUE: dict[str, NamedDataset] = {
+    d.name: d
+    for d in (
+        _idx_dataset("fashion-mnist", ("fashion-mnist", "fashion_mnist", "FashionMNIST/raw", "FashionMNIST"),
+                     FASHION_CLASSES,
+                     "on Debian/Ubuntu `apt-get install dataset-fashion-mnist` (puts it in /usr/share/datasets), or "
+                     + _idx_how("fashion-mnist", "https://github.com/zalandoresearch/fashion-mnist"),
+                     aliases=("fashion_mnist", "fashionmnist", "fmnist")),
+        _idx_dataset("mnist", ("mnist", "MNIST/raw", "MNIST"), [str(i) for i in range(10)],
+                     _idx_how("mnist", "http://yann.lecun.com/exdb/mnist/ (or a mirror)")),
+        _idx_dataset("kmnist", ("kmnist", "KMNIST/raw", "KMNIST"), KMNIST_CLASSES,
+                     _idx_how("kmnist", "https://github.com/rois-codh/kmnist"), aliases=("k-mnist",)),
+        NamedDataset("cifar10", ("cifar-10-batches-py", "cifar10/cifar-10-batches-py", "cifar10"),
+                     {s: tuple(f) for s, f in CIFAR10_FILES.items()},
+                     lambda d, split, found: load_cifar10(d, split),
+                     "download the CIFAR-10 python version (cifar-10-python.tar.gz) from "
+                     "https://www.cs.toronto.edu/~kriz/cifar.html and extract it into $SELFSUP_DATA "
+                     "(giving $SELFSUP_DATA/cifar-10-batches-py)",
+                     aliases=("cifar-10", "cifar_10")),
+        NamedDataset("cifar100", ("cifar-100-python", "cifar100/cifar-100-python", "cifar100"),
+                     {s: tuple(f) for s, f in CIFAR100_FILES.items()},
+                     lambda d, split, found: load_cifar100(d, split),
+                     "download the CIFAR-100 python version (cifar-100-python.tar.gz) from "
+                     "https://www.cs.toronto.edu/~kriz/cifar.html and extract it into $SELFSUP_DATA "
+                     "(giving $SELFSUP_DATA/cifar-100-python)",
+                     aliases=("cifar-100", "cifar_100")),
+        NamedDataset("stl10", ("stl10_binary", "stl10/stl10_binary", "stl10"),
+                     {**{s: tuple(f for f in fs if f) for s, fs in STL10_FILES.items()},
+                      "train+unlabeled": ("train_X.bin", "train_y.bin", "unlabeled_X.bin")},
+                     lambda d, split, found: load_stl10(d, split),
+                     "download the STL-10 binary archive (stl10_binary.tar.gz) from "
+                     "https://cs.stanford.edu/~acoates/stl10/ and extract it into $SELFSUP_DATA "
+                     "(giving $SELFSUP_DATA/stl10_binary)",
+                     aliases=("stl-10", "stl_10")),
+    )
+}
+_ALIASES = {alias: d.name for d in CATALOGUE.values() for alias in (d.name, *d.aliases)}
+
+
+def dataset_names() -> list[str]:
+    """The names :func:`load_dataset` knows, sorted."""
+    return sorted(CATALOGUE)
+
+
+def search_dirs(root: str | None = None) -> list[str]:
+    """The places named datasets are looked for, in order: `root`, $SELFSUP_DATA, system, cache."""
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    places = [root, os.environ.get("SELFSUP_DATA"), SYSTEM_DIR, os.path.join(cache, "selfsup")]
+    out = []
+    for p in places:
+        if p and os.path.expanduser(p) not in out:
+            out.append(os.path.expanduser(p))
+    return out
+
+
+def _candidates(spec: NamedDataset, root: str | None) -> list[str]:
+    dirs = [os.path.expanduser(os.fspath(root))] if root else []  # root may be the dataset folder itself
+    dirs += [os.path.join(base, folder) for base in search_dirs(root) for folder in spec.folders]
+    return dirs
+
+
+def _find_files(directory: str, needed: tuple) -> tuple[dict[str, str], str | None]:
+    """(found files by first name, first missing name) for the files `needed` in `directory`."""
+    found = {}
+    for entry in needed:
+        options = entry if isinstance(entry, tuple) else (entry,)
+        hit = next((os.path.join(directory, o) for o in options if os.path.isfile(os.path.join(directory, o))), None)
+        if hit is None:
+            return found, options[0]
+        found[options[0]] = hit
+    return found, None
+
+
+def _locate(spec: NamedDataset, split: str, root: str | None) -> tuple[str, dict[str, str]]:
+    needed = spec.files[split]
+    partial = None  # first folder that exists but lacks a file: the most useful thing to report
+    for directory in _candidates(spec, root):
+        if not os.path.isdir(directory):
+            continue
+        found, missing = _find_files(directory, needed)
+        if missing is None:
+            return directory, found
+        # root itself is usually a collection folder: blame it only when it holds some of the files
+        if partial is None and (found or not root or directory != os.path.expanduser(os.fspath(root))):
+            partial = os.path.join(directory, missing)
+    first = needed[0][0] if isinstance(needed[0], tuple) else needed[0]
+    places = ", ".join(display_path(p) for p in search_dirs(root))
+    folders = ", ".join(spec.folders)
+    what = f"{display_path(partial)} is missing" if partial else f"{first} was not found"
+    raise DataError(
+        f"{spec.name} ({split}): {what}; looked in {places} (subfolders {folders}).",
+        spec.how_to_get + ".",
+    )
+
+
+def _resize(ds: ImageDataset, size: tuple[int, int] | None) -> ImageDataset:
+    if size is None or ds.image_size == size:
+        return ds
+    images = torch.empty((len(ds), ds.channels, *size), dtype=torch.uint8)
+    for start in range(0, len(ds), 4096):  # chunks bound the float copy's memory
+        chunk = ds.images[start:start + 4096].float()
+        chunk = torch.nn.functional.interpolate(chunk, size=size, mode="bilinear", antialias=True, align_corners=False)
+        images[start:start + 4096] = chunk.round_().clamp_(0, 255).to(torch.uint8)
+    return replace(ds, images=images)
+
+
+def _detect_named(path: str, split: str) -> ImageDataset | None:
+    """The dataset in a folder that holds a named dataset's official files (e.g. a cifar-10-batches-py copy)."""
+    base = os.path.basename(os.path.normpath(path))
+    for spec in CATALOGUE.values():
+        if split not in spec.files:
+            continue
+        found, missing = _find_files(path, spec.files[split])
+        if missing is not None:
+            continue
+        # mnist, fashion-mnist and kmnist use the same file names: only the folder name tells them apart.
+        lookalikes = [s for s in CATALOGUE.values() if s.files == spec.files]
+        named = [s for s in lookalikes if base in s.folders or _ALIASES.get(base.lower()) == s.name]
+        if named:
+            return named[0].read(path, split, found)
+        if len(lookalikes) == 1:
+            return spec.read(path, split, found)
+        images, labels = found.values()
+        return load_idx(images, labels, name=display_path(base), id_prefix=f"{display_path(base)}/{split}")
+    return None
+
+
+def _folder_split(path: str, split: str) -> str:
+    sub = os.path.join(path, split)
+    if os.path.isdir(sub):
+        return sub
+    present = [s for s in _SPLIT_FOLDERS if os.path.isdir(os.path.join(path, s))]
+    if present:
+        raise DataError(
+            f"image folder {display_path(path)} has split folders {', '.join(present)} but no {split!r}.",
+            f"choose a split from {', '.join(present)}, or add {display_path(sub)}.",
+        )
+    return path
+
+
+def load_dataset(name_or_path: str, split: str = "train", root: str | None = None, image_size=None) -> ImageDataset:
+    """A named dataset (see :func:`dataset_names`) or the data at a path, as an ImageDataset.
+
+    `split`: train, test (and unlabeled, train+unlabeled for stl10); for a path, the subfolder or
+    the npz keys of that split. `image_size` (int or (h, w)) resizes every image to that size.
+    A known name wins over a folder of the same name: write ``./mnist`` for the folder.
+    """
+    size = parse_image_size(image_size)
+    text = os.fspath(name_or_path)
+    key = text.strip().lower().replace("_", "-")
+    name = _ALIASES.get(key) or _ALIASES.get(key.replace("-", ""))
+    if name is not None:
+        spec = CATALOGUE[name]
+        if split not in spec.files:
+            raise DataError(f"{name} has no split {split!r}.{closest(split, spec.splits)}",
+                            f"use one of: {', '.join(spec.splits)}.")
+        directory, found = _locate(spec, split, root)
+        return _resize(spec.read(directory, split, found), size)
+    path = os.path.expanduser(text)
+    if os.path.isfile(path):
+        if path.lower().endswith((".npy", ".npz")):
+            return _resize(load_arrays(path, split), size)
+        raise DataError(f"cannot read the file {display_path(path)}: it is not .npy or .npz.",
+                        f"pass a named dataset ({', '.join(dataset_names())}), an image folder, or a .npy/.npz file.")
+    if os.path.isdir(path):
+        named = _detect_named(path, split)
+        if named is not None:
+            return _resize(named, size)
+        return load_image_folder(_folder_split(path, split), size)
+    raise DataError(
+        f"no dataset or path {display_path(text)!r}.{closest(key, dataset_names())}",
+        f"pass one of the named datasets ({', '.join(dataset_names())}), an image folder, or a .npy/.npz file.",
+    )
+
+
+def describe_datasets(root: str | None = None) -> list[dict]:
+    """One dict per named dataset: name, splits, where (the folder with its train files, or
+    "missing"), how_to_get. Only looks at files, reads nothing."""
+    rows = []
+    for spec in CATALOGUE.values():
+        try:
+            where, _ = _locate(spec, "train", root)
+        except DataError:
+            where = "missing"
+        rows.append({"name": spec.name, "splits": spec.splits, "where": where, "how_to_get": spec.how_to_get})
+    return rows

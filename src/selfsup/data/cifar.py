@@ -1,0 +1,126 @@
+"""CIFAR-10 and CIFAR-100 from the official "python version" archives.
+
+The official files are Python pickles by format (``cifar-10-batches-py/data_batch_1`` ...,
+``cifar-100-python/train`` ...), so they are read with :mod:`pickle`, and only these files. The
+unpickler is restricted to the handful of numpy names the official files use, so a tampered file
+cannot run code; anything else is a DataError.
+
+Each record holds ``data`` (N, 3072) uint8, the 1024 red, then green, then blue values of a 32x32
+image in row-major order, so a plain reshape gives ``(N, 3, 32, 32)``.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+
+import numpy as np
+import torch
+
+from ..errors import DataError
+from .dataset import ImageDataset
+
+
+def _numpy_reconstructors() -> dict[tuple[str, str], object]:
+    try:
+        from numpy._core import multiarray, numeric  # numpy >= 2
+    except ImportError:  # pragma: no cover - numpy 1.x
+        from numpy.core import multiarray, numeric
+    allowed = {"_reconstruct": multiarray._reconstruct, "scalar": multiarray.scalar}
+    if hasattr(numeric, "_frombuffer"):
+        allowed["_frombuffer"] = numeric._frombuffer
+    table = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype}
+    for module in ("numpy.core.multiarray", "numpy._core.multiarray", "numpy.core.numeric", "numpy._core.numeric"):
+        for attr, obj in allowed.items():
+            table[(module, attr)] = obj
+    return table
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    _allowed = _numpy_reconstructors()
+
+    def find_class(self, module, name):
+        try:
+            return self._allowed[(module, name)]
+        except KeyError:
+            raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a CIFAR file") from None
+
+
+def _read_record(path: str) -> dict:
+    try:
+        with open(path, "rb") as f:
+            # latin1: the official files were written by Python 2 (numpy arrays need this encoding).
+            record = _ArrayUnpickler(f, encoding="latin1").load()
+    except FileNotFoundError:
+        raise DataError(f"CIFAR file {path} does not exist.", "extract the official python tarball there.") from None
+    except Exception as e:  # a damaged pickle can raise almost anything
+        raise DataError(
+            f"CIFAR file {path} is damaged or not an official CIFAR python file ({type(e).__name__}: {e}).",
+            "extract the official python version tarball again.",
+        ) from None
+    if not isinstance(record, dict):
+        raise DataError(f"CIFAR file {path} holds a {type(record).__name__}, expected a dict.",
+                        "extract the official python version tarball again.")
+    return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in record.items()}
+
+
+def _images_labels(path: str, label_key: str) -> tuple[np.ndarray, np.ndarray]:
+    record = _read_record(path)
+    if "data" not in record or label_key not in record:
+        raise DataError(f"CIFAR file {path} lacks the keys 'data' and '{label_key}' (it has {sorted(record)}).",
+                        "use the official python version of the dataset.")
+    data = np.asarray(record["data"])
+    labels = np.asarray(record[label_key])
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(labels) != len(data):
+        raise DataError(
+            f"CIFAR file {path} holds data {data.dtype} {data.shape} with {len(labels)} labels; "
+            "expected uint8 (N, 3072) and N labels.",
+            "use the official python version of the dataset.",
+        )
+    return data.reshape(-1, 3, 32, 32), labels.astype(np.int64)  # (N, 3072) -> (N, C, H, W)
+
+
+def _label_names(path: str, key: str) -> list[str] | None:
+    if not os.path.exists(path):
+        return None
+    names = _read_record(path).get(key)
+    return [n.decode() if isinstance(n, bytes) else str(n) for n in names] if names is not None else None
+
+
+def _dataset(parts, name: str, split: str, directory: str, classes) -> ImageDataset:
+    images = np.concatenate([p[0] for p in parts])
+    labels = np.concatenate([p[1] for p in parts])
+    return ImageDataset(
+        images=torch.from_numpy(images),
+        labels=torch.from_numpy(labels),
+        ids=[f"{name}/{split}/{i}" for i in range(len(images))],
+        name=name,
+        source=directory,
+        classes=classes,
+    )
+
+
+CIFAR10_FILES = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
+CIFAR100_FILES = {"train": ["train"], "test": ["test"]}
+
+
+def _check_split(split: str, files: dict, name: str) -> None:
+    if split not in files:
+        raise DataError(f"{name} has no split {split!r}.", f"use one of: {', '.join(files)}.")
+
+
+def load_cifar10(directory: str, split: str = "train") -> ImageDataset:
+    """CIFAR-10 from ``cifar-10-batches-py``: train (50,000) or test (10,000), (N, 3, 32, 32) uint8."""
+    _check_split(split, CIFAR10_FILES, "cifar10")
+    directory = os.fspath(directory)
+    parts = [_images_labels(os.path.join(directory, f), "labels") for f in CIFAR10_FILES[split]]
+    classes = _label_names(os.path.join(directory, "batches.meta"), "label_names")
+    return _dataset(parts, "cifar10", split, directory, classes)
+
+
+def load_cifar100(directory: str, split: str = "train") -> ImageDataset:
+    """CIFAR-100 from ``cifar-100-python`` with the 100 fine labels: train (50,000) or test (10,000)."""
+    _check_split(split, CIFAR100_FILES, "cifar100")
+    directory = os.fspath(directory)
+    parts = [_images_labels(os.path.join(directory, f), "fine_labels") for f in CIFAR100_FILES[split]]
+    classes = _label_names(os.path.join(directory, "meta"), "fine_label_names")
+    return _dataset(parts, "cifar100", split, directory, classes)
