@@ -1,0 +1,57 @@
+"""Projector and predictor heads: MLPs described by their layer widths.
+
+Paper recipes, with D the backbone dim:
+
+- SimCLR projector ``mlp([D, 512, 128])`` (fmnist-cpu; the paper uses [D, 2048, 128]);
+- BYOL projector and predictor ``mlp([D, 4096, 256])``, ``mlp([256, 4096, 256])``;
+- Barlow Twins and VICReg projectors ``mlp([D, 8192, 8192, 8192])``;
+- SimSiam and MoCo v3 projectors ``mlp([D, 2048, 2048, 256], last_norm="bn_noaffine")``.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from torch import nn
+
+from .errors import ConfigError
+
+NORMS = ("bn", "ln", None)
+LAST_NORMS = (False, True, "bn", "ln", "bn_noaffine")
+
+
+def _norm(kind: str, dim: int) -> nn.Module:
+    if kind == "bn":
+        return nn.BatchNorm1d(dim)
+    if kind == "ln":
+        return nn.LayerNorm(dim)
+    return nn.BatchNorm1d(dim, affine=False)  # "bn_noaffine"
+
+
+def mlp(dims: list[int], norm: str | None = "bn", last_norm: bool | str = False,
+        act: Callable[[], nn.Module] = nn.ReLU, bias_last: bool = True) -> nn.Sequential:
+    """(B, dims[0]) -> (B, dims[-1]): Linear layers with ``norm`` and ``act`` between them.
+
+    dims: widths, input first, at least two. norm: "bn", "ln" or None after every hidden Linear.
+    last_norm: False for none; True for the same norm as the hidden layers; "bn", "ln" or
+    "bn_noaffine" (BatchNorm without learned scale and shift, as SimSiam and MoCo v3 end their
+    projectors). act: a module class, instantiated once per hidden layer.
+    Hidden Linears before a BatchNorm have no bias: BN subtracts the mean, so a bias would be dead weight.
+    """
+    if len(dims) < 2 or any(int(d) < 1 for d in dims):
+        raise ConfigError(f"mlp dims must be at least two positive widths, got {dims}.", "e.g. dims=[128, 512, 128].")
+    if norm not in NORMS:
+        raise ConfigError(f"unknown mlp norm {norm!r}.", "use 'bn', 'ln' or None.")
+    if last_norm not in LAST_NORMS:
+        raise ConfigError(f"unknown mlp last_norm {last_norm!r}.", "use False, True, 'bn', 'ln' or 'bn_noaffine'.")
+    if last_norm is True and norm is None:
+        raise ConfigError("mlp last_norm=True repeats the hidden norm, but norm is None.", "name it, e.g. last_norm='bn'.")
+    layers: list[nn.Module] = []
+    for d_in, d_out in zip(dims[:-2], dims[1:-1]):
+        layers.append(nn.Linear(d_in, d_out, bias=norm != "bn"))
+        if norm is not None:
+            layers.append(_norm(norm, d_out))
+        layers.append(act())
+    layers.append(nn.Linear(dims[-2], dims[-1], bias=bias_last))
+    if last_norm:
+        layers.append(_norm(norm if last_norm is True else last_norm, dims[-1]))
+    return nn.Sequential(*layers)
