@@ -10,6 +10,7 @@ image in row-major order, so a plain reshape gives ``(N, 3, 32, 32)``.
 """
 from __future__ import annotations
 
+import codecs
 import os
 import pickle
 
@@ -28,7 +29,8 @@ def _numpy_reconstructors() -> dict[tuple[str, str], object]:
     allowed = {"_reconstruct": multiarray._reconstruct, "scalar": multiarray.scalar}
     if hasattr(numeric, "_frombuffer"):
         allowed["_frombuffer"] = numeric._frombuffer
-    table = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype}
+    # _codecs.encode is how Python 3 writes bytes at protocol 2 (re-saved copies use it); it only encodes text.
+    table = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype, ("_codecs", "encode"): codecs.encode}
     for module in ("numpy.core.multiarray", "numpy._core.multiarray", "numpy.core.numeric", "numpy._core.numeric"):
         for attr, obj in allowed.items():
             table[(module, attr)] = obj

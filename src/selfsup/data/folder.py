@@ -93,7 +93,10 @@ def _pixels(path: str, size: tuple[int, int], gray: bool) -> np.ndarray:
         if im.mode.startswith("I;16"):
             im = Image.fromarray((np.asarray(im, dtype=np.uint16) >> 8).astype(np.uint8))  # 16-bit -> 8-bit
         elif im.mode in ("I", "F"):
-            im = Image.fromarray(np.clip(np.asarray(im), 0, 255).astype(np.uint8))
+            values = np.asarray(im, dtype=np.float64)
+            if im.mode == "F" and values.size and np.nanmax(values) <= 1.0:
+                values = values * 255.0  # float images are usually stored in [0, 1]
+            im = Image.fromarray(np.rint(np.clip(np.nan_to_num(values), 0, 255)).astype(np.uint8))
         im = im.convert("L" if gray else "RGB")
         if (im.height, im.width) != size:
             im = im.resize((size[1], size[0]), Image.Resampling.BILINEAR)
