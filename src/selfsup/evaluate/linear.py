@@ -1,0 +1,121 @@
+"""Linear probe on frozen features: multinomial logistic regression fitted with full-batch L-BFGS.
+
+Features are standardized with train statistics; the L2 strength is chosen on a stratified 10%
+holdout of the train set (a path from strong to weak regularization, each fit warm-started from
+the previous one), then the model is refitted on the whole train set and scored on the test set.
+On cached features of 60k x 128 this takes seconds, where the classic SGD protocol takes minutes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+# Objective: mean cross-entropy + lam * ||W||^2 (bias not penalized). lam = 1 / (2 C N) in
+# scikit-learn's C. Ordered strong -> weak so each fit warm-starts from a smoother solution.
+DEFAULT_LAMBDAS = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
+
+
+@dataclass
+class LinearModel:
+    """weight (K, D), bias (K,) acting on standardized features; `classes` (K,) maps rows to labels."""
+
+    weight: torch.Tensor
+    bias: torch.Tensor
+    mean: torch.Tensor
+    std: torch.Tensor
+    classes: torch.Tensor
+
+    def logits(self, features: torch.Tensor) -> torch.Tensor:
+        """(M, D) raw features -> (M, K) logits."""
+        return ((features.float() - self.mean) / self.std) @ self.weight.T + self.bias
+
+    def predict(self, features: torch.Tensor) -> torch.Tensor:
+        return self.classes[self.logits(features).argmax(dim=1)]
+
+
+def stratified_split(labels: torch.Tensor, fraction: float = 0.1, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(fit_index, val_index): `fraction` of every class (at least one sample of classes with 2+) held out."""
+    generator = torch.Generator().manual_seed(seed)
+    fit, val = [], []
+    for label in torch.unique(labels):
+        index = (labels == label).nonzero().flatten()
+        index = index[torch.randperm(len(index), generator=generator)]
+        n_val = int(round(fraction * len(index)))
+        n_val = max(n_val, 1) if len(index) >= 2 else 0
+        val.append(index[:n_val])
+        fit.append(index[n_val:])
+    return torch.cat(fit).sort().values, torch.cat(val).sort().values
+
+
+def objective(weight: torch.Tensor, bias: torch.Tensor, x: torch.Tensor, y: torch.Tensor, lam: float) -> torch.Tensor:
+    """Mean cross-entropy of logits x @ W.T + b plus lam * ||W||^2. x: (N, D), y: (N,) in 0..K-1."""
+    return F.cross_entropy(x @ weight.T + bias, y) + lam * weight.pow(2).sum()
+
+
+def fit_logistic(x: torch.Tensor, y: torch.Tensor, num_classes: int, lam: float,
+                 init: tuple[torch.Tensor, torch.Tensor] | None = None, max_iter: int = 200,
+                 tolerance_grad: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """Minimize `objective` with L-BFGS (strong Wolfe). x (N, D) float32 standardized, y (N,) in 0..K-1.
+
+    Returns weight (K, D), bias (K,) and info {"loss", "iterations", "grad_norm"}.
+    """
+    d = x.shape[1]
+    if init is None:
+        weight = torch.zeros(num_classes, d, requires_grad=True)
+        bias = torch.zeros(num_classes, requires_grad=True)
+    else:
+        weight, bias = (t.detach().clone().requires_grad_(True) for t in init)
+    optimizer = torch.optim.LBFGS([weight, bias], lr=1, max_iter=max_iter, history_size=10,
+                                  tolerance_grad=tolerance_grad, tolerance_change=1e-9,
+                                  line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = objective(weight, bias, x, y, lam)
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    loss = closure()  # final loss and gradient, for the convergence report
+    grad_norm = torch.cat([weight.grad.flatten(), bias.grad]).abs().max().item()
+    iterations = optimizer.state[optimizer._params[0]].get("n_iter", 0)
+    info = {"loss": loss.item(), "iterations": int(iterations), "grad_norm": grad_norm}
+    return weight.detach(), bias.detach(), info
+
+
+def linear_probe(train_features: torch.Tensor, train_labels: torch.Tensor, test_features: torch.Tensor,
+                 test_labels: torch.Tensor, lambdas: tuple[float, ...] = DEFAULT_LAMBDAS,
+                 val_fraction: float = 0.1, seed: int = 0, max_iter: int = 200,
+                 return_model: bool = False):
+    """Linear-probe test accuracy. Features (N, D) / (M, D) float, labels any integers.
+
+    Returns {"accuracy", "lambda", "val_accuracy", "train_loss", "iterations"}; with
+    `return_model`, (that dict, LinearModel). A single value in `lambdas` skips the validation.
+    """
+    x_raw = train_features.detach().float().cpu()
+    classes, y = torch.unique(train_labels.cpu(), return_inverse=True)  # labels -> 0..K-1
+    mean = x_raw.mean(dim=0)
+    std = x_raw.std(dim=0).clamp_min(1e-6)  # constant (dead) dimensions stay 0, not NaN
+    x = (x_raw - mean) / std
+    k = len(classes)
+
+    lambdas = tuple(sorted(lambdas, reverse=True))
+    best_lam, best_val, init = lambdas[0], float("nan"), None
+    if len(lambdas) > 1:
+        fit_idx, val_idx = stratified_split(y, val_fraction, seed)
+        best_val, best_state = -1.0, None
+        for lam in lambdas:
+            weight, bias, _ = fit_logistic(x[fit_idx], y[fit_idx], k, lam, init, max_iter)
+            init = (weight, bias)
+            val_acc = ((x[val_idx] @ weight.T + bias).argmax(1) == y[val_idx]).float().mean().item()
+            if val_acc > best_val:  # ties keep the stronger regularization, seen first
+                best_lam, best_val, best_state = lam, val_acc, (weight, bias)
+        init = best_state
+    weight, bias, info = fit_logistic(x, y, k, best_lam, init, max_iter)
+    model = LinearModel(weight, bias, mean, std, classes)
+    accuracy = (model.predict(test_features.detach().cpu()) == test_labels.cpu()).float().mean().item()
+    result = {"accuracy": accuracy, "lambda": best_lam, "val_accuracy": best_val,
+              "train_loss": info["loss"], "iterations": float(info["iterations"])}
+    return (result, model) if return_model else result
