@@ -121,13 +121,13 @@ def test_idx_header_dtype_is_parsed(tmp_path):
 
 def test_idx_truncated_file_names_the_file(tmp_path):
     path = write_idx(tmp_path / "train-images-idx3-ubyte", np.zeros((3, 4, 4), np.uint8), compress=False)
-    data = open(path, "rb").read()
-    open(path, "wb").write(data[:-5])
+    data = (tmp_path / "train-images-idx3-ubyte").read_bytes()
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(data[:-5])
     with pytest.raises(DataError, match=r"train-images-idx3-ubyte is truncated: shape \(3, 4, 4\) needs 64 bytes, the file has 59"):
         read_idx(path)
     gz = write_idx(tmp_path / "x.gz", np.zeros((3, 4, 4), np.uint8))
-    raw = open(gz, "rb").read()
-    open(gz, "wb").write(raw[: len(raw) // 2])
+    raw = (tmp_path / "x.gz").read_bytes()
+    (tmp_path / "x.gz").write_bytes(raw[: len(raw) // 2])
     with pytest.raises(DataError, match="x.gz is truncated or not valid gzip"):
         read_idx(gz)
 
@@ -380,6 +380,8 @@ def test_named_cifar_stl_and_folder_detection(clean_places, monkeypatch):
     assert rows["cifar10"]["where"] == str(tmp / "env" / "cifar-10-batches-py")
     assert rows["stl10"]["where"] == "missing" and "stl10_binary.tar.gz" in rows["stl10"]["how_to_get"]
     assert rows["stl10"]["splits"] == ["train", "test", "unlabeled", "train+unlabeled"]
+    assert rows["cifar10"]["status"] == f"found in {tmp / 'env' / 'cifar-10-batches-py'}"
+    assert rows["mnist"]["status"].startswith("missing: download the four IDX files")
 
 
 def test_image_size_resizes_named_data(clean_places, monkeypatch):

@@ -155,7 +155,7 @@ def test_load_dataset_picks_split_subfolder(tmp_path):
     save(tmp_path / "split" / "train" / "b" / "2.png", gray(2))
     save(tmp_path / "split" / "test" / "b" / "3.png", gray(3))
     test = load_dataset(str(tmp_path / "split"), "test")
-    assert test.ids == ["b/3.png"] and test.classes == ["b"] and test.name == "test"
+    assert test.ids == ["b/3.png"] and test.classes == ["b"] and test.name == "split"
     assert len(load_dataset(str(tmp_path / "split"))) == 2
     with pytest.raises(DataError, match="has split folders train, test but no 'unlabeled'"):
         load_dataset(str(tmp_path / "split"), "unlabeled")

@@ -248,7 +248,10 @@ def load_dataset(name_or_path: str, split: str = "train", root: str | None = Non
         named = _detect_named(path, split)
         if named is not None:
             return _resize(named, size)
-        return load_image_folder(_folder_split(path, split), size)
+        folder = _folder_split(path, split)
+        ds = load_image_folder(folder, size)
+        # root/test is named after root, not "test"
+        return ds if folder == path else replace(ds, name=display_path(os.path.basename(os.path.normpath(path))))
     raise DataError(
         f"no dataset or path {display_path(text)!r}.{closest(key, dataset_names())}",
         f"pass one of the named datasets ({', '.join(dataset_names())}), an image folder, or a .npy/.npz file.",
@@ -257,12 +260,15 @@ def load_dataset(name_or_path: str, split: str = "train", root: str | None = Non
 
 def describe_datasets(root: str | None = None) -> list[dict]:
     """One dict per named dataset: name, splits, where (the folder with its train files, or
-    "missing"), how_to_get. Only looks at files, reads nothing."""
+    "missing"), how_to_get, and status (one line for `selfsup datasets`). Reads no data."""
     rows = []
     for spec in CATALOGUE.values():
         try:
             where, _ = _locate(spec, "train", root)
+            status = f"found in {display_path(where)}"
         except DataError:
             where = "missing"
-        rows.append({"name": spec.name, "splits": spec.splits, "where": where, "how_to_get": spec.how_to_get})
+            status = f"missing: {spec.how_to_get}"
+        rows.append({"name": spec.name, "splits": spec.splits, "where": where, "how_to_get": spec.how_to_get,
+                     "status": status})
     return rows

@@ -126,7 +126,11 @@ def load_image_folder(root: str, image_size=None, *, workers: int | None = None)
     target = parse_image_size(image_size)
     if not os.path.isdir(root):
         raise DataError(f"image folder {display_path(root)} does not exist.", "check the path.")
-    files, labels, classes, skipped = _list(root)
+    try:
+        files, labels, classes, skipped = _list(root)
+    except OSError as e:
+        raise DataError(f"image folder {display_path(root)} cannot be listed ({e.strerror}).",
+                        "check its permissions.") from None
     if not files:
         raise DataError(
             f"image folder {display_path(root)} holds no image files.",
