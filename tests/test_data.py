@@ -375,6 +375,8 @@ def test_named_cifar_stl_and_folder_detection(clean_places, monkeypatch):
     idx = load_dataset(str(tmp / "mydigits"), split="test")
     assert idx.name == "mydigits" and idx.classes is None
     assert idx.labels.tolist() == arrays["t10k"][1].tolist()
+    make_idx_dataset(tmp / "tv" / "FashionMNIST" / "raw", compress=False)
+    assert load_dataset(str(tmp / "tv" / "FashionMNIST" / "raw")).classes[0] == "T-shirt/top"
     rows = {r["name"]: r for r in describe_datasets()}
     assert set(rows) == set(dataset_names()) == {"fashion-mnist", "mnist", "kmnist", "cifar10", "cifar100", "stl10"}
     assert rows["cifar10"]["where"] == str(tmp / "env" / "cifar-10-batches-py")

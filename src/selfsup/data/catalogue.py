@@ -189,6 +189,7 @@ def _resize(ds: ImageDataset, size: tuple[int, int] | None) -> ImageDataset:
 def _detect_named(path: str, split: str) -> ImageDataset | None:
     """The dataset in a folder that holds a named dataset's official files (e.g. a cifar-10-batches-py copy)."""
     base = os.path.basename(os.path.normpath(path))
+    tail = "/".join(os.path.normpath(path).split(os.sep)[-2:])  # e.g. FashionMNIST/raw
     for spec in CATALOGUE.values():
         if split not in spec.files:
             continue
@@ -197,7 +198,7 @@ def _detect_named(path: str, split: str) -> ImageDataset | None:
             continue
         # mnist, fashion-mnist and kmnist use the same file names: only the folder name tells them apart.
         lookalikes = [s for s in CATALOGUE.values() if s.files == spec.files]
-        named = [s for s in lookalikes if base in s.folders or _ALIASES.get(base.lower()) == s.name]
+        named = [s for s in lookalikes if {base, tail} & set(s.folders) or _ALIASES.get(base.lower()) == s.name]
         if named:
             return named[0].read(path, split, found)
         if len(lookalikes) == 1:
