@@ -21,8 +21,8 @@ class BYOL(Method):
     projection of the other view, summed over both orders.
 
     The teacher momentum follows a cosine from `base_momentum` (progress 0) to `final_momentum`
-    (progress 1), a pure function of progress. The paper uses 0.996 for 300-1000 ImageNet epochs
-    (a teacher averaging over ~1 / (1 - 0.996) = 250 steps). The default here is 0.99 (~100 steps),
+    (progress 1), a pure function of progress. The paper uses 0.996 for its 1000-epoch ImageNet
+    runs (a teacher averaging over ~1 / (1 - 0.996) = 250 steps). The default here is 0.99 (~100 steps),
     the usual choice for CIFAR-scale runs of a few thousand steps: a slower teacher lags too far
     behind a student that is still changing quickly. Paper heads: hidden 4096, out 256; the
     default hidden 2048 halves the head cost, which matters next to a small CPU backbone.
