@@ -32,8 +32,10 @@ def grayscale(images: torch.Tensor) -> torch.Tensor:
     """(B, 3, H, W) -> (B, 1, H, W) luma; any other channel count is returned as it is."""
     if images.shape[1] != 3:
         return images
-    weights = torch.tensor(LUMA, dtype=images.dtype, device=images.device)
-    return torch.einsum("bchw,c->bhw", images, weights).unsqueeze(1)
+    # Three multiply-adds on single channels: several times faster on CPU than einsum (a bmm)
+    # or a weighted sum over the channel dimension.
+    gray = images[:, 0:1] * LUMA[0]
+    return gray.add_(images[:, 1:2], alpha=LUMA[1]).add_(images[:, 2:3], alpha=LUMA[2])
 
 
 def brightness(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
@@ -43,13 +45,13 @@ def brightness(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
 
 def contrast(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     """Blend with the per-image mean luma: f x + (1 - f) mean(gray(x)), clamped to [0, 1]."""
-    mean = grayscale(images).mean(dim=(1, 2, 3), keepdim=True)  # (B, 1, 1, 1)
-    return torch.lerp(mean.expand_as(images), images, _per_sample(factor)).clamp_(0, 1)
+    mean = grayscale(images.mean(dim=(2, 3), keepdim=True))  # (B, 1, 1, 1): luma is linear, so mean first
+    return torch.lerp(mean, images, _per_sample(factor)).clamp_(0, 1)
 
 
 def saturation(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     """Blend with the luma image: f x + (1 - f) gray(x), clamped to [0, 1]. RGB only."""
-    return torch.lerp(grayscale(images).expand_as(images), images, _per_sample(factor)).clamp_(0, 1)
+    return torch.lerp(grayscale(images), images, _per_sample(factor)).clamp_(0, 1)
 
 
 def hue(images: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:

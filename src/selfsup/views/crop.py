@@ -54,8 +54,8 @@ def crop_flip(images: torch.Tensor, boxes: torch.Tensor, flip: torch.Tensor, siz
     """Resample each image at its box, mirrored where `flip` is 1, straight to the output size.
 
     images: (B, C, H, W) float; boxes: (B, 4) (center_y, center_x, height, width) fractions;
-    flip: (B,) 0/1. Returns (B, C, size[0], size[1]). One affine grid + bilinear grid_sample:
-    with align_corners=False, -1 and 1 are the outer pixel edges, so fractions map exactly and an
+    flip: (B,) 0/1. Returns (B, C, size[0], size[1]). One per-sample affine sampling grid + one
+    bilinear grid_sample (the same as F.affine_grid + grid_sample); with align_corners=False, -1 and 1 are the outer pixel edges, so fractions map exactly and an
     identity box samples pixel centers exactly. Border padding keeps up-sampled crops that touch
     the image edge from blending in zeros. No antialiasing when shrinking (the crops here rarely
     shrink more than ~1.5x).

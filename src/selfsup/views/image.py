@@ -278,7 +278,7 @@ class ImageViews:
             out = color.solarize(out, solar, cfg.solarize_threshold)
 
         scale_, shift_ = self._normalizer(x.device)
-        out = torch.addcmul(shift_, out, scale_)  # (x - mean) / std as one multiply-add
+        out = out.mul_(scale_).add_(shift_)  # (x - mean) / std; in place, `out` is always a fresh tensor
         return out, {"crop": boxes, "flip": flip, "brightness": bright, "contrast": contr, "saturation": sat,
                      "hue": shift, "jitter": jitter, "grayscale": gray, "blur_sigma": sigma, "solarize": solar}
 
