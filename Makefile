@@ -1,0 +1,48 @@
+# The two commands of the README: `make run` and `make test`. Each installs what it needs first.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The CPU build of torch; pip takes it from the local wheel cache where one exists.
+TORCH ?= torch==2.13.0
+FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+BENCH_VENV ?= .venv-bench
+BENCH_TORCH ?= torch==2.14.1
+
+.PHONY: run test install data bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+# Fashion-MNIST from Debian's dataset-fashion-mnist package (IDX files under /usr/share/datasets).
+data: $(FMNIST)
+$(FMNIST):
+	@if command -v apt-get >/dev/null 2>&1; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq dataset-fashion-mnist; \
+	else \
+	  echo "Fashion-MNIST is missing: put the four IDX files in \$$SELFSUP_DATA/fashion-mnist (see README)"; exit 1; \
+	fi
+
+run: install data
+	$(VENV)/bin/selfsup pretrain --config configs/fmnist.yaml --out runs/fmnist
+
+test: install data
+	$(PY) -m pytest
+
+$(BENCH_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install -q --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install -q "$(BENCH_TORCH)" -e ".[bench]"
+	touch $@
+
+bench: $(BENCH_VENV)/.installed data
+	$(BENCH_VENV)/bin/python benchmarks/fmnist_cpu.py
+
+clean:
+	rm -rf $(VENV) $(BENCH_VENV) runs

@@ -1,0 +1,195 @@
+"""The Python API: the same four verbs as the CLI.
+
+    run = selfsup.pretrain(data="fashion-mnist", method="simclr", steps=2000, out="runs/fm")
+    encoder = selfsup.load_encoder("runs/fm")
+    results = selfsup.evaluate("runs/fm", data="fashion-mnist")
+    selfsup.embed("runs/fm", data="path/to/images", out="emb.parquet")
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+
+from . import config as C
+from .encoder import Encoder, load_encoder
+from .errors import ConfigError, DataError
+
+
+def _as_config(config, flags: dict, overrides: Iterable[str]) -> C.RunConfig:
+    if isinstance(config, C.RunConfig):
+        data = C.to_dict(config)
+        for text in overrides:
+            C.merge(data, *C.parse_override(text))
+        for name, value in flags.items():
+            if value is not None:
+                C.merge(data, name.split("__"), value)
+        return C.from_dict(data)
+    if isinstance(config, dict):
+        data = dict(config)
+        for text in overrides:
+            C.merge(data, *C.parse_override(text))
+        for name, value in flags.items():
+            if value is not None:
+                C.merge(data, name.split("__"), value)
+        return C.from_dict(data)
+    return C.load(config, list(overrides), **flags)
+
+
+def pretrain(config: C.RunConfig | dict | str | os.PathLike | None = None, *, data: str | None = None,
+             method: str | None = None, backbone: str | None = None, steps: int | None = None,
+             batch_size: int | None = None, lr: float | None = None, seed: int | None = None,
+             device: str | None = None, out: str | os.PathLike | None = None, overrides: Iterable[str] = (),
+             resume: bool = False, evaluate: bool = True, report: bool = True):
+    """Pretrain an encoder, export it, evaluate it on the test split and write the report.
+
+    `config` is a RunConfig, a dict or a YAML path; keyword arguments and ``overrides``
+    (``"section.key=value"`` strings) take precedence. Returns the trainer's RunResult with
+    ``results`` filled in (also written to ``<out>/results.json``).
+    """
+    from .train.loop import train
+
+    cfg = _as_config(config, {"data__name": data, "method__name": method, "backbone__name": backbone,
+                              "train__steps": steps, "train__batch_size": batch_size, "optim__lr": lr,
+                              "train__seed": seed, "train__device": device,
+                              "out": None if out is None else str(out)}, overrides)
+    run = train(cfg, resume=resume)
+    if evaluate and cfg.data.test_split:
+        run.results.update(_evaluate_datasets(run.encoder, run.train_set, cfg.data.name, cfg.data.test_split,
+                                              cfg.data.root, cfg.data.image_size, cfg.eval, run.run_dir,
+                                              run.device, amp=run.dtype is not None, seed=cfg.train.seed,
+                                              report=report))
+    elif report:
+        _write_report(run.run_dir, run.results)
+    return run
+
+
+def _write_results(run_dir: Path, results: dict) -> None:
+    from .train.checkpoint import atomic_write
+
+    path = run_dir / "results.json"
+    merged = json.loads(path.read_text()) if path.is_file() else {}
+    merged.update(results)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(merged, indent=2)))
+
+
+def _write_report(run_dir: Path, results: dict, embeddings=None, class_names=None) -> Path:
+    from .report import write_report
+
+    _write_results(run_dir, results)
+    return write_report(run_dir, embeddings=embeddings, class_names=class_names)
+
+
+def _evaluate_datasets(encoder: Encoder, train_set, name: str, test_split: str, root, image_size,
+                       eval_cfg: C.EvalConfig, run_dir: Path | None, device, amp: bool, seed: int,
+                       report: bool) -> dict:
+    from .data import load_dataset
+    from .evaluate import evaluate as run_protocols
+    from .evaluate.features import cached_features
+
+    # test_split is a split name of the train data, or a path of its own (a folder or array file)
+    if Path(test_split).exists():
+        test_set = load_dataset(test_split, root=root, image_size=image_size)
+    else:
+        test_set = load_dataset(name, split=test_split, root=root, image_size=image_size)
+    if test_set.image_size != train_set.image_size or test_set.channels != train_set.channels:
+        raise DataError(f"test images are {test_set.channels}x{test_set.image_size} but train images are "
+                        f"{train_set.channels}x{train_set.image_size}.", "set data.image_size so both splits are resized alike.")
+    cache_dir = None if run_dir is None else Path(run_dir) / "features"
+    results = run_protocols(encoder, train_set, test_set, protocols=tuple(eval_cfg.protocols), cache_dir=cache_dir,
+                            device=device, seed=seed, amp=amp, knn_k=eval_cfg.knn_k,
+                            knn_temperature=eval_cfg.knn_temperature, batch_size=eval_cfg.batch_size)
+    if run_dir is not None:
+        embeddings = None
+        if report:
+            feats = cached_features(encoder, test_set, cache_dir=cache_dir, device=device, amp=amp,
+                                    batch_size=eval_cfg.batch_size)
+            embeddings = (feats, test_set.labels)
+            _write_report(Path(run_dir), results, embeddings, test_set.classes)
+        else:
+            _write_results(Path(run_dir), results)
+    return results
+
+
+def evaluate(encoder: Encoder | str | os.PathLike, data: str = "fashion-mnist", *, train_split: str = "train",
+             test_split: str = "test", root: str | None = None, image_size: int | None = None,
+             protocols: Iterable[str] = ("knn", "linear", "rankme"), knn_k: int = 20, knn_temperature: float = 0.07,
+             device: str = "auto", seed: int = 0, report: bool = True) -> dict:
+    """Evaluate an encoder (object, run directory or encoder path) with the named protocols.
+
+    When `encoder` is a run directory, results are merged into its ``results.json`` (one key per
+    protocol) and its report is refreshed; features are cached under ``<run>/features``.
+    """
+    from .data import load_dataset
+    from .train.hardware import resolve_device, resolve_precision
+
+    dev = resolve_device(device)
+    run_dir = None
+    if not isinstance(encoder, torch.nn.Module):
+        path = Path(encoder)
+        run_dir = path if (path / "encoder").is_dir() else None
+        encoder = load_encoder(path, device=dev)
+    encoder = encoder.to(dev).eval()
+    amp = resolve_precision("auto", dev) is not None
+    eval_cfg = C.EvalConfig(protocols=tuple(protocols), knn_k=knn_k, knn_temperature=knn_temperature)
+    train_set = load_dataset(data, split=train_split, root=root, image_size=image_size)
+    return _evaluate_datasets(encoder, train_set, data, test_split, root, image_size, eval_cfg, run_dir, dev, amp,
+                              seed, report)
+
+
+def embed(encoder: Encoder | str | os.PathLike, data: str, out: str | os.PathLike, *, split: str = "train",
+          root: str | None = None, image_size: int | None = None, batch_size: int = 1024,
+          device: str = "auto") -> Path:
+    """Write the embeddings of a dataset or folder to `out` (.npy or .parquet), with sample ids.
+
+    ``.npy``: ``out`` holds float32 (N, D); ``<stem>.ids.txt`` one id per line (and
+    ``<stem>.labels.npy`` when labels exist). ``.parquet``: columns ``id``, ``label`` (if any) and
+    ``embedding`` (a list of D float32 per row).
+    """
+    import numpy as np
+
+    from .data import load_dataset
+    from .evaluate.features import extract_features
+    from .train.checkpoint import atomic_write
+    from .train.hardware import resolve_device
+
+    out = Path(out)
+    if out.suffix not in (".npy", ".parquet"):
+        raise ConfigError(f"cannot write embeddings to '{out}': unknown extension {out.suffix!r}.",
+                          "name the output file *.npy or *.parquet.")
+    dev = resolve_device(device)
+    if not isinstance(encoder, torch.nn.Module):
+        encoder = load_encoder(encoder, device=dev)
+    encoder = encoder.to(dev).eval()
+    dataset = load_dataset(data, split=split, root=root, image_size=image_size)
+    expected = encoder.mean.numel()
+    if dataset.channels != expected:
+        raise DataError(f"'{data}' has {dataset.channels}-channel images but the encoder expects {expected}.",
+                        "embed data of the kind the encoder was trained on.")
+    # fp32 here: embeddings are an export and should not depend on the CPU's bf16 support
+    feats = extract_features(encoder, dataset.images, batch_size=batch_size, device=dev, amp=False).cpu().numpy()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".npy":
+        atomic_write(out, lambda tmp: np.save(open(tmp, "wb"), feats.astype(np.float32)))
+        stem = out.with_suffix("")
+        atomic_write(Path(f"{stem}.ids.txt"), lambda tmp: Path(tmp).write_text("".join(f"{i}\n" for i in dataset.ids)))
+        if dataset.labels is not None:
+            atomic_write(Path(f"{stem}.labels.npy"), lambda tmp: np.save(open(tmp, "wb"), dataset.labels.numpy()))
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        columns = {"id": pa.array(dataset.ids, pa.string())}
+        if dataset.labels is not None:
+            columns["label"] = pa.array(dataset.labels.numpy())
+        columns["embedding"] = pa.FixedSizeListArray.from_arrays(pa.array(feats.reshape(-1).astype(np.float32)), feats.shape[1])
+        table = pa.table(columns)
+        atomic_write(out, lambda tmp: pq.write_table(table, str(tmp)))
+    if dataset.skipped:
+        import sys
+        print(f"warning: skipped {len(dataset.skipped)} unreadable file(s), e.g. {dataset.skipped[0][0]} "
+              f"({dataset.skipped[0][1]})", file=sys.stderr)
+    return out

@@ -1,0 +1,147 @@
+"""The `selfsup` command: pretrain | evaluate | embed | methods | datasets | report.
+
+Any error the user can fix prints one line, ``error: <what went wrong> Fix: <what to do>``, and exits
+with code 2; files already written stay as they are.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .errors import SelfsupError
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+def _add_device(p):
+    p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (default auto)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="selfsup", description="Self-supervised representation learning: pretrain, evaluate, embed.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("pretrain", help="pretrain an encoder, then evaluate it and write a report")
+    p.add_argument("--config", help="YAML run config (see configs/); flags below override it")
+    p.add_argument("--data", help="named dataset (`selfsup datasets`), image folder, or .npy/.npz file")
+    p.add_argument("--method", help="objective (`selfsup methods`), e.g. simclr")
+    p.add_argument("--backbone", help="encoder architecture, e.g. convnet6, resnet18, vit_tiny")
+    p.add_argument("--steps", type=int, help="optimizer steps")
+    p.add_argument("--batch-size", type=int, help="images per step (each gives several views)")
+    p.add_argument("--lr", type=float, help="peak learning rate")
+    p.add_argument("--seed", type=int)
+    _add_device(p)
+    p.add_argument("--out", help="run directory (checkpoints, encoder, metrics, report)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config key, e.g. --set optim.warmup_steps=100 --set method.temperature=0.2")
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    p.add_argument("--no-eval", action="store_true", help="skip evaluation after pretraining")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("evaluate", help="evaluate an encoder with the standard protocols")
+    p.add_argument("encoder", help="run directory or encoder.safetensors")
+    p.add_argument("--data", default="fashion-mnist")
+    p.add_argument("--train-split", default="train")
+    p.add_argument("--test-split", default="test")
+    p.add_argument("--protocols", default="knn,linear,rankme", help="comma-separated protocol names")
+    p.add_argument("--seed", type=int, default=0)
+    _add_device(p)
+
+    p = sub.add_parser("embed", help="write embeddings of a dataset or folder to .npy or .parquet")
+    p.add_argument("encoder", help="run directory or encoder.safetensors")
+    p.add_argument("--data", required=True)
+    p.add_argument("--split", default="train")
+    p.add_argument("--out", required=True, help="output file, *.npy or *.parquet")
+    p.add_argument("--batch-size", type=int, default=1024)
+    _add_device(p)
+
+    sub.add_parser("methods", help="list the registered objectives with their paper and defaults")
+    sub.add_parser("datasets", help="list the named datasets and whether they are found here")
+    p = sub.add_parser("report", help="rewrite a run's report from its metrics and results")
+    p.add_argument("run", help="run directory")
+    return parser
+
+
+def _methods() -> None:
+    from . import registry
+
+    for name in registry.names("method"):
+        cls = registry.get("method", name)
+        defaults = ", ".join(f"{k}={v!r}" for k, v in registry.defaults(cls).items())
+        print(f"{name}  [{cls.family}]\n    paper: {cls.paper}\n    defaults: {defaults or '(none)'}")
+
+
+def _datasets() -> None:
+    from .data import describe_datasets
+
+    for row in describe_datasets():
+        print(f"{row['name']:<14} splits: {', '.join(row['splits']):<28} {row['status']}")
+
+
+def run(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "pretrain":
+        from .api import pretrain
+
+        overrides = list(args.set)
+        if args.no_progress:
+            overrides.append("train.progress=false")
+        result = pretrain(args.config, data=args.data, method=args.method, backbone=args.backbone, steps=args.steps,
+                          batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=args.device, out=args.out,
+                          overrides=overrides, resume=args.resume, evaluate=not args.no_eval)
+        print(f"run directory: {result.run_dir}")
+        print(f"pretrain: {result.steps} steps, {result.images_per_s:.0f} images/s")
+        _print_results(result.results)
+    elif args.command == "evaluate":
+        from .api import evaluate
+
+        protocols = [p.strip() for p in args.protocols.split(",") if p.strip()]
+        results = evaluate(args.encoder, data=args.data, train_split=args.train_split, test_split=args.test_split,
+                           protocols=protocols, seed=args.seed, device=args.device or "auto")
+        _print_results(results)
+    elif args.command == "embed":
+        from .api import embed
+
+        path = embed(args.encoder, data=args.data, out=args.out, split=args.split, batch_size=args.batch_size,
+                     device=args.device or "auto")
+        print(f"wrote {path}")
+    elif args.command == "methods":
+        _methods()
+    elif args.command == "datasets":
+        _datasets()
+    elif args.command == "report":
+        from pathlib import Path
+
+        from .errors import DataError
+        from .report import write_report
+
+        if not (Path(args.run) / "metrics.jsonl").is_file():
+            raise DataError(f"'{args.run}' is not a run directory (no metrics.jsonl).", "pass the --out of a pretrain run.")
+        print(f"wrote {write_report(Path(args.run))}")
+    return 0
+
+
+def _print_results(results: dict) -> None:
+    for protocol, values in results.items():
+        if protocol == "pretrain" or not isinstance(values, dict):
+            continue
+        shown = ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
+        print(f"{protocol}: {shown}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        code = run(argv)
+    except SelfsupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        code = EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        code = EXIT_INTERRUPTED
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,270 @@
+"""Run configuration: frozen dataclasses, and YAML/flags <-> dataclasses in one place.
+
+A run is described by one :class:`RunConfig`. YAML files and ``--set section.key=value`` flags map
+onto it here and nowhere else. Unknown keys are errors that name the key path and the closest
+valid key; values are type-checked and range-checked before any work starts.
+
+Method and backbone options are the keyword arguments of the registered constructors
+(``selfsup methods`` lists them with their defaults), so ``method: {name: simclr, temperature: 0.2}``
+is validated against ``SimCLR.__init__``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError, closest
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    name: str = "fashion-mnist"  # a named dataset (`selfsup datasets`), an image folder, or a .npy/.npz file
+    root: str | None = None  # where named datasets live; else $SELFSUP_DATA, /usr/share/datasets, the user cache
+    train_split: str = "train"
+    test_split: str | None = "test"  # split name, or a path to separate test data; evaluated after pretraining
+    image_size: int | None = None  # resize folders to this size; None = the most common size
+
+
+@dataclass(frozen=True)
+class BackboneConfig:
+    name: str = "convnet6"
+    options: dict = field(default_factory=dict)  # constructor kwargs, e.g. {width: 48}
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    name: str = "simclr"
+    options: dict = field(default_factory=dict)  # constructor kwargs, e.g. {temperature: 0.2}
+
+
+@dataclass(frozen=True)
+class ViewsConfig:
+    preset: str = "auto"  # auto = the method's preset for the data (fmnist for 1-channel 28x28, simclr otherwise)
+    options: dict = field(default_factory=dict)  # ImageViewConfig fields overriding the preset
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    name: str = "adamw"  # adamw | sgd | lars
+    lr: float = 2e-3  # the peak learning rate (after warmup); not scaled by batch size
+    weight_decay: float = 1e-4
+    momentum: float = 0.9  # sgd and lars
+    betas: tuple[float, float] = (0.9, 0.999)  # adamw
+    warmup_steps: int = 0
+    schedule: str = "cosine"  # cosine | constant
+    final_lr_ratio: float = 0.0  # cosine ends at lr * final_lr_ratio
+    clip_grad: float | None = None  # max gradient L2 norm; None = no clipping
+    lars_eta: float = 0.02  # LARS trust coefficient (You et al. 2017 use 0.001 with SGD lr scaling; BYOL/Barlow use 0.001-0.02)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 1000
+    batch_size: int = 256
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: str = "auto"  # auto (bf16 on CPUs with AMX/AVX512-BF16 and on GPUs that have it) | bf16 | fp16 | fp32
+    channels_last: bool = True  # ~30% faster convs on CPU
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 2  # the newest complete checkpoints kept; older ones are deleted after a new one is written
+    log_every: int = 10
+    monitor_every: int = 0  # online kNN on a held-out subset every N steps (0 = off)
+    monitor_bank: int = 5000  # labelled train images the monitor's kNN votes with
+    monitor_queries: int = 1000  # other train images it classifies
+    progress: bool = True  # progress bar on stderr
+    threads: int | None = None  # torch intra-op threads; None = torch's default
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    protocols: tuple[str, ...] = ("knn", "linear", "rankme")
+    knn_k: int = 20
+    knn_temperature: float = 0.07
+    batch_size: int = 1024
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    views: ViewsConfig = field(default_factory=ViewsConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    out: str = "runs/run"
+
+
+# Sections whose extra keys are constructor options of a registered name (checked later against it).
+_OPEN_SECTIONS = {"backbone", "method", "views"}
+
+_RANGES = {
+    "train.steps": (1, None), "train.batch_size": (1, None), "train.checkpoint_every": (1, None),
+    "train.keep_checkpoints": (1, None), "train.log_every": (1, None), "train.monitor_every": (0, None),
+    "optim.lr": (0.0, None), "optim.weight_decay": (0.0, None), "optim.warmup_steps": (0, None),
+    "optim.final_lr_ratio": (0.0, 1.0), "optim.momentum": (0.0, 1.0), "eval.knn_k": (1, None),
+}
+_CHOICES = {
+    "optim.name": ("adamw", "sgd", "lars"), "optim.schedule": ("cosine", "constant"),
+    "train.precision": ("auto", "bf16", "fp16", "fp32"),
+}
+
+
+def _coerce(value: Any, annotation: Any, path: str) -> Any:
+    """Check `value` against a field annotation (str form under `from __future__ import annotations`)."""
+    hint = eval(annotation, {**vars(typing), "tuple": tuple, "dict": dict}) if isinstance(annotation, str) else annotation
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(value, arg, path)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise errors[0]
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            value = [value] if args and args[-1] is Ellipsis else value
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{path} must be a list, got {value!r}.", f"write e.g. {path}: [..]")
+        inner = args[0] if args and args[-1] is Ellipsis else None
+        if inner is None and args and len(args) != len(value):
+            raise ConfigError(f"{path} needs {len(args)} values, got {list(value)!r}.", f"give {len(args)} values.")
+        return tuple(_coerce(v, inner or args[i], f"{path}[{i}]") for i, v in enumerate(value))
+    if hint is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path} must be a mapping, got {value!r}.", f"write {path} as key: value pairs.")
+        return dict(value)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise ConfigError(f"{path} must be true or false, got {value!r}.", f"set {path}=true or {path}=false.")
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ConfigError(f"{path} must be an integer, got {value!r}.", f"set {path} to a whole number.")
+        try:
+            number = float(value)
+        except ValueError:
+            raise ConfigError(f"{path} must be an integer, got {value!r}.", f"set {path} to a whole number.") from None
+        if number != int(number):
+            raise ConfigError(f"{path} must be an integer, got {value!r}.", f"set {path} to a whole number.")
+        return int(number)
+    if hint is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{path} must be a number, got {value!r}.", f"set {path} to a number such as 0.001.")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{path} must be a number, got {value!r}.", f"set {path} to a number such as 0.001.") from None
+    if hint is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigError(f"{path} must be a string, got {value!r}.", f"set {path} to a name or path.")
+        return str(value)
+    return value
+
+
+def _build(cls, data: dict, path: str):
+    if not isinstance(data, dict):
+        raise ConfigError(f"section '{path or 'top level'}' must be a mapping, got {data!r}.", "see configs/ for examples.")
+    known = {f.name: f for f in fields(cls)}
+    section = path.split(".")[-1] if path else ""
+    kwargs, extra = {}, {}
+    for key, value in data.items():
+        key_path = f"{path}.{key}" if path else key
+        if key not in known:
+            if section in _OPEN_SECTIONS:
+                extra[key] = value  # shorthand: method: {name: simclr, temperature: 0.2}
+                continue
+            raise ConfigError(f"unknown config key '{key_path}'.{closest(key, known)}",
+                              f"valid keys here: {', '.join(known)}.")
+        f = known[key]
+        if dataclasses.is_dataclass(f.default_factory if f.default_factory is not dataclasses.MISSING else None):
+            kwargs[key] = _build(f.default_factory, value if value is not None else {}, key_path)
+        else:
+            kwargs[key] = _coerce(value, f.type, key_path)
+    if extra:
+        kwargs["options"] = {**kwargs.get("options", {}), **extra}
+    config = cls(**kwargs)
+    _check_ranges(config, path)
+    return config
+
+
+def _check_ranges(config, path: str) -> None:
+    for f in fields(config):
+        key_path = f"{path}.{f.name}" if path else f.name
+        value = getattr(config, f.name)
+        if key_path in _RANGES and value is not None:
+            low, high = _RANGES[key_path]
+            if (low is not None and value < low) or (high is not None and value > high):
+                bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
+                raise ConfigError(f"{key_path}={value!r} is out of range.", f"use a value {bounds}.")
+        if key_path in _CHOICES and value not in _CHOICES[key_path]:
+            raise ConfigError(f"{key_path}={value!r} is not a valid choice.{closest(value, _CHOICES[key_path])}",
+                              f"choose one of: {', '.join(_CHOICES[key_path])}.")
+
+
+def to_dict(config) -> dict:
+    """A plain, YAML-safe dict of the config (tuples become lists)."""
+
+    def plain(value):
+        if isinstance(value, (tuple, list)):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    return plain(dataclasses.asdict(config))
+
+
+def from_dict(data: dict) -> RunConfig:
+    return _build(RunConfig, data or {}, "")
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """'optim.lr=1e-3' -> (['optim', 'lr'], 0.001); the value is read as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} has no '='.", "write --set section.key=value, e.g. --set optim.lr=0.001.")
+    key, raw = text.split("=", 1)
+    return key.strip().split("."), yaml.safe_load(raw) if raw.strip() else None
+
+
+def merge(data: dict, keys: list[str], value: Any) -> dict:
+    node = data
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"cannot set '{'.'.join(keys)}': '{key}' is not a section.", "check the key path.")
+    node[keys[-1]] = value
+    return data
+
+
+def load(path: str | Path | None = None, overrides: list[str] = (), **flags: Any) -> RunConfig:
+    """Build a RunConfig from an optional YAML file, then `--set` overrides, then named flags.
+
+    `flags` use dotted names with '__' as the separator (e.g. ``train__steps=100``); None values are ignored.
+    """
+    data: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file '{path}' does not exist.", "check the path, or omit --config to use the defaults.")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file '{path}' is not valid YAML ({str(exc).splitlines()[0]}).", "fix the YAML syntax.") from None
+    for text in overrides:
+        merge(data, *parse_override(text))
+    for name, value in flags.items():
+        if value is not None:
+            merge(data, name.split("__"), value)
+    return from_dict(data)

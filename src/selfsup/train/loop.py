@@ -1,0 +1,337 @@
+"""The training loop: one loop for every method.
+
+It owns devices, precision, the optimizer and its schedule, gradient clipping, the non-finite
+guard, checkpoints, logging and the online kNN monitor. It knows a method only through the
+``Method`` contract (``forward(batch) -> {"loss", ...}``, ``on_step_end(progress)``, ``views``).
+
+Randomness is derived from ``(seed, step)`` at every step (data order from ``(seed, epoch)``), so a
+run resumed from a checkpoint draws exactly the views and masks the uninterrupted run would have
+drawn, and ends bit-identical on the CPU.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+from .. import registry
+from ..backbones.base import build_backbone
+from ..config import RunConfig, from_dict, to_dict
+from ..encoder import Encoder, save_encoder
+from ..errors import ConfigError, DataError, NonFiniteLossError, SelfsupError
+from ..methods.base import Batch, Method
+from .checkpoint import atomic_write, latest_checkpoint, load_checkpoint, save_checkpoint
+from .hardware import autocast, resolve_device, resolve_precision
+from .optim import build_optimizer
+from .schedules import learning_rate
+
+
+def step_seed(seed: int, step: int) -> int:
+    return (seed * 1_000_003 + step * 7_919 + 12_345) % (2**62)
+
+
+class EpochOrder:
+    """Which dataset indices step k uses: a seeded permutation per epoch, last partial batch dropped."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, device: torch.device):
+        self.n, self.batch_size, self.seed, self.device = n, batch_size, seed, device
+        self.per_epoch = n // batch_size
+        self._epoch, self._perm = -1, None
+
+    def __call__(self, step: int) -> torch.Tensor:
+        epoch, pos = divmod(step, self.per_epoch)
+        if epoch != self._epoch:
+            g = torch.Generator().manual_seed(step_seed(self.seed, -1 - epoch))
+            self._epoch, self._perm = epoch, torch.randperm(self.n, generator=g).to(self.device)
+        return self._perm[pos * self.batch_size:(pos + 1) * self.batch_size]
+
+
+def build_views(config: RunConfig, method_cls: type[Method], channels: int, size: int, mean, std):
+    from .. import views as V
+
+    layout = dict(method_cls.views)
+    preset = config.views.preset
+    if preset == "auto":
+        preset = "mae" if layout.get("n_global", 2) == 1 else ("fmnist" if channels == 1 and size <= 32 else "simclr")
+    presets = {"fmnist": lambda: V.fmnist_views(), "simclr": lambda: V.simclr_views(size),
+               "byol": lambda: V.byol_views(size), "mae": lambda: V.mae_views(size),
+               "multicrop": lambda: V.multicrop_views(size, layout.get("n_local", 6))}
+    if preset not in presets:
+        raise ConfigError(f"unknown views preset {preset!r}.", f"choose one of: auto, {', '.join(presets)}.")
+    view_config = presets[preset]()
+    valid = {f.name for f in dataclasses.fields(view_config)}
+    from ..errors import closest
+    for key in config.views.options:
+        if key not in valid:
+            raise ConfigError(f"unknown config key 'views.{key}'.{closest(key, valid)}", f"valid keys: {', '.join(sorted(valid))}.")
+    options = {"n_global": layout.get("n_global", 2), "n_local": layout.get("n_local", 0), **config.views.options}
+    if view_config.size is None:
+        options.setdefault("size", size)
+    return V.ImageViews(dataclasses.replace(view_config, **options), mean, std)
+
+
+def _check_resume_config(run_dir: Path, config: RunConfig) -> None:
+    saved_path = run_dir / "config.yaml"
+    if not saved_path.is_file():
+        return
+    saved = to_dict(from_dict(yaml.safe_load(saved_path.read_text())))
+    current = to_dict(config)
+    # The step budget and what happens after training may change on resume; the recipe may not.
+    ignore = {("train", "steps"), ("train", "progress"), ("train", "monitor_every"), ("eval",), ("train", "checkpoint_every")}
+    diffs = []
+    for section, values in current.items():
+        if not isinstance(values, dict):
+            continue
+        for key, value in values.items():
+            if (section,) in ignore or (section, key) in ignore:
+                continue
+            if saved.get(section, {}).get(key) != value:
+                diffs.append(f"{section}.{key}: {saved.get(section, {}).get(key)!r} -> {value!r}")
+    if diffs:
+        raise ConfigError(f"--resume with a different recipe than the run in '{run_dir}': {'; '.join(diffs)}.",
+                          "resume with the same settings, or start a new run with another --out.")
+
+
+class Monitor:
+    """Online weighted kNN on a labelled bank of train images and other held-out train images."""
+
+    def __init__(self, dataset, bank: int, queries: int, seed: int, device: torch.device, k: int = 20, t: float = 0.07):
+        g = torch.Generator().manual_seed(seed + 99)
+        perm = torch.randperm(len(dataset), generator=g)
+        bank = min(bank, len(dataset) - 1)
+        queries = min(queries, len(dataset) - bank)
+        self.bank_idx, self.query_idx = perm[:bank], perm[bank:bank + queries]
+        self.images = dataset.images
+        self.labels = dataset.labels.to(device)
+        self.k, self.t = k, t
+
+    def __call__(self, encoder: Encoder, dtype) -> float:
+        from ..evaluate.features import extract_features
+        from ..evaluate.knn import knn_accuracy
+
+        was_training = encoder.training
+        amp = dtype is not None
+        bank = extract_features(encoder, self.images[self.bank_idx.to(self.images.device)], device=self.images.device, amp=amp)
+        query = extract_features(encoder, self.images[self.query_idx.to(self.images.device)], device=self.images.device, amp=amp)
+        encoder.train(was_training)
+        return float(knn_accuracy(bank, self.labels[self.bank_idx.to(self.labels.device)], query,
+                                  self.labels[self.query_idx.to(self.labels.device)], k=self.k, temperature=self.t))
+
+
+@dataclasses.dataclass
+class RunResult:
+    run_dir: Path
+    steps: int
+    images_per_s: float
+    encoder: Encoder
+    results: dict
+    train_set: object = None
+    device: torch.device | None = None
+    dtype: torch.dtype | None = None
+
+
+def _log(path: Path, record: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def _scalar(value) -> float:
+    return float(value.detach().float()) if torch.is_tensor(value) else float(value)
+
+
+def train(config: RunConfig, resume: bool = False, stop_after: int | None = None) -> RunResult:
+    """Pretrain per `config` and export the encoder to ``<out>/encoder`` (evaluation is the caller's).
+
+    `stop_after` ends the loop after that many total steps without finishing the run (used by tests
+    to simulate an interrupted run: a checkpoint is written, nothing else).
+    """
+    from ..data import load_dataset
+
+    run_dir = Path(config.out)
+    ckpt_dir = run_dir / "checkpoints"
+    latest = latest_checkpoint(ckpt_dir)
+    if latest is not None and not resume:
+        raise ConfigError(f"run directory '{run_dir}' already has checkpoints (newest: {latest.name}).",
+                          "pass --resume to continue it, or choose another --out.")
+    if resume:
+        _check_resume_config(run_dir, config)
+
+    cfg_t = config.train
+    if cfg_t.threads:
+        torch.set_num_threads(cfg_t.threads)
+    torch.set_flush_denormal(True)  # tiny gradients late in training otherwise slow CPU steps ~20%
+    device = resolve_device(cfg_t.device)
+    dtype = resolve_precision(cfg_t.precision, device)
+
+    method_cls = registry.get("method", config.method.name)
+    registry.check_kwargs("method", config.method.name, config.method.options)
+
+    train_set = load_dataset(config.data.name, split=config.data.train_split, root=config.data.root,
+                             image_size=config.data.image_size)
+    if len(train_set) == 0:
+        raise DataError(f"dataset '{config.data.name}' has no images.", "point --data at a folder or file with images.")
+    if cfg_t.batch_size > len(train_set):
+        raise ConfigError(f"batch size {cfg_t.batch_size} is larger than the dataset ({len(train_set)} images in '{config.data.name}').",
+                          f"use --batch-size {len(train_set)} or smaller, or add data.")
+    if train_set.skipped:
+        print(f"warning: skipped {len(train_set.skipped)} unreadable file(s) in '{config.data.name}', "
+              f"e.g. {train_set.skipped[0][0]} ({train_set.skipped[0][1]}); listed in {run_dir / 'skipped.txt'}", file=sys.stderr)
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write(run_dir / "config.yaml", lambda tmp: Path(tmp).write_text(yaml.safe_dump(to_dict(config), sort_keys=False)))
+    if train_set.skipped:
+        atomic_write(run_dir / "skipped.txt", lambda tmp: Path(tmp).write_text(
+            "".join(f"{name}\t{reason}\n" for name, reason in train_set.skipped)))
+
+    torch.manual_seed(cfg_t.seed)
+    mean, std = train_set.mean_std()
+    channels, size = train_set.channels, train_set.image_size[0]
+    backbone = build_backbone(config.backbone.name, in_channels=channels, image_size=size, **config.backbone.options)
+    method = method_cls(backbone, **config.method.options).to(device)
+    memory_format = torch.channels_last if cfg_t.channels_last else torch.contiguous_format
+    method = method.to(memory_format=memory_format)
+    views = build_views(config, method_cls, channels, size, mean, std)
+    optimizer = build_optimizer(method, config.optim.name, config.optim.lr, config.optim.weight_decay,
+                                config.optim.momentum, config.optim.betas, config.optim.lars_eta)
+    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+
+    start = 0
+    if resume and latest is not None:
+        state = load_checkpoint(latest, map_location=device)
+        method.load_state_dict(state["method"])
+        optimizer.load_state_dict(state["optimizer"])
+        if scaler is not None and "scaler" in state:
+            scaler.load_state_dict(state["scaler"])
+        start = int(state["step"])
+        print(f"resumed from {latest} at step {start}", file=sys.stderr)
+
+    images = train_set.images.to(device)
+    labels = train_set.labels.to(device) if train_set.labels is not None else None
+    order = EpochOrder(len(train_set), cfg_t.batch_size, cfg_t.seed, device)
+    generator = torch.Generator(device=device)
+    monitor = None
+    if cfg_t.monitor_every and train_set.labels is not None and len(train_set) > 20:
+        monitor = Monitor(train_set, cfg_t.monitor_bank, cfg_t.monitor_queries, cfg_t.seed, device)
+    encoder = Encoder(method.backbone, mean, std)
+    metrics_path = run_dir / "metrics.jsonl"
+    if not resume and metrics_path.exists():
+        metrics_path.unlink()
+
+    def state_at(step: int) -> dict:
+        state = {"step": step, "method": method.state_dict(), "optimizer": optimizer.state_dict(),
+                 "config": to_dict(config), "format": "selfsup-checkpoint/1"}
+        if scaler is not None:
+            state["scaler"] = scaler.state_dict()
+        return state
+
+    total = cfg_t.steps
+    end = min(total, stop_after) if stop_after is not None else total
+    bar = None
+    if cfg_t.progress and end > start:
+        from tqdm import tqdm
+        bar = tqdm(total=end, initial=start, unit="step", file=sys.stderr, dynamic_ncols=True, mininterval=1.0)
+    trainable = [p for p in method.parameters() if p.requires_grad]
+    # BatchNorm statistics change in the forward pass, before the loss can be checked; a copy lets a
+    # failing step be undone so the saved "last good" state is really the last good one.
+    buffers = [b for b in method.buffers() if b.is_floating_point()]
+    buffer_backup = [b.clone() for b in buffers]
+    train_time, train_images, window_t, window_n = 0.0, 0, time.perf_counter(), 0
+    method.train()
+    step = start
+    for step in range(start, end):
+        t0 = time.perf_counter()
+        progress = step / total
+        lr = learning_rate(step, total, config.optim.lr, config.optim.warmup_steps, config.optim.schedule,
+                           config.optim.final_lr_ratio)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        index = order(step)
+        seed = step_seed(cfg_t.seed, step)
+        torch.manual_seed(seed)
+        generator.manual_seed(seed)
+        batch_images = images[index]
+        view_list, params = views(batch_images, generator)
+        view_list = [v.contiguous(memory_format=memory_format) for v in view_list]
+        batch = Batch(view_list, params, batch_images, None if labels is None else labels[index], index, progress)
+        if buffers:
+            torch._foreach_copy_(buffer_backup, buffers)
+        with autocast(device, dtype):
+            out = method(batch)
+        loss = out["loss"]
+        if not torch.isfinite(loss.detach()).item():
+            if buffers:
+                torch._foreach_copy_(buffers, buffer_backup)
+            path = save_checkpoint(ckpt_dir, step, state_at(step), cfg_t.keep_checkpoints)
+            raise NonFiniteLossError(f"the loss became {float(loss)} at step {step + 1}; the weights of the last good step are saved in '{path}'.",
+                                     "lower optim.lr, set optim.clip_grad (e.g. 1.0) or use train.precision=fp32, then rerun.")
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+        else:
+            loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(trainable, config.optim.clip_grad or math.inf)
+        if scaler is None and not torch.isfinite(grad_norm).item():
+            optimizer.zero_grad(set_to_none=True)
+            if buffers:
+                torch._foreach_copy_(buffers, buffer_backup)
+            path = save_checkpoint(ckpt_dir, step, state_at(step), cfg_t.keep_checkpoints)
+            raise NonFiniteLossError(f"the gradients became non-finite at step {step + 1}; the weights of the last good step are saved in '{path}'.",
+                                     "lower optim.lr, set optim.clip_grad (e.g. 1.0) or use train.precision=fp32, then rerun.")
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        method.on_step_end((step + 1) / total)
+        dt = time.perf_counter() - t0
+        train_time += dt
+        train_images += len(index)
+        window_n += len(index)
+        done = step + 1
+        if done % cfg_t.log_every == 0 or done == end:
+            now = time.perf_counter()
+            record = {"step": done, "lr": lr, "images_per_s": window_n / max(now - window_t, 1e-9)}
+            record.update({k: _scalar(v) for k, v in out.items()})
+            window_t, window_n = now, 0
+        else:
+            record = None
+        if monitor is not None and (done % cfg_t.monitor_every == 0 or done == total):
+            t_mon = time.perf_counter()
+            record = record or {"step": done}
+            record["knn_acc"] = monitor(encoder, dtype)
+            window_t += time.perf_counter() - t_mon
+        if record is not None:
+            _log(metrics_path, record)
+            if bar is not None:
+                bar.set_postfix(loss=f"{record.get('loss', float('nan')):.3f}",
+                                **({"img_s": f"{record['images_per_s']:.0f}"} if "images_per_s" in record else {}),
+                                **({"knn": f"{record['knn_acc']:.3f}"} if "knn_acc" in record else {}))
+        if bar is not None:
+            bar.update(1)
+        if done % cfg_t.checkpoint_every == 0 or done == end:
+            t_ck = time.perf_counter()
+            save_checkpoint(ckpt_dir, done, state_at(done), cfg_t.keep_checkpoints)
+            window_t += time.perf_counter() - t_ck
+    if bar is not None:
+        bar.close()
+    if end > start:
+        step = end
+    else:
+        step = start
+
+    images_per_s = train_images / train_time if train_time else float("nan")
+    if step < total:  # interrupted on purpose (stop_after)
+        return RunResult(run_dir, step, images_per_s, encoder, {}, train_set, device, dtype)
+
+    encoder.eval()
+    save_encoder(encoder, run_dir / "encoder")
+    results = {"pretrain": {"steps": total, "images_per_s": images_per_s, "device": str(device),
+                            "precision": str(dtype).replace("torch.", "") if dtype else "fp32"}}
+    return RunResult(run_dir, total, images_per_s, encoder, results, train_set, device, dtype)
