@@ -260,3 +260,12 @@ def test_cuda_generator_draws_on_the_device_and_matches_itself():
     b, _ = views(x, torch.Generator(device="cuda").manual_seed(1))
     assert a[0].is_cuda and pa[1]["crop"].is_cuda
     assert all(torch.equal(u, v) for u, v in zip(a, b))
+
+
+def test_cpu_threads_are_restored_and_do_not_change_the_views():
+    before = torch.get_num_threads()
+    x = images(b=4)
+    one, _ = ImageViews(byol_views(10), [0.0] * 3, [1.0] * 3, cpu_threads=1)(x, torch.Generator().manual_seed(0))
+    assert torch.get_num_threads() == before
+    default, _ = ImageViews(byol_views(10), [0.0] * 3, [1.0] * 3, cpu_threads=None)(x, torch.Generator().manual_seed(0))
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(one, default))
