@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -95,18 +94,16 @@ class FeatureCache:
             return None  # a damaged cache file is only a cache miss; it is rewritten below
 
     def put(self, key: str, features: torch.Tensor) -> Path:
+        from ..train.checkpoint import atomic_write  # readers never see a half-written file
+
+        array = features.detach().cpu().float().numpy()
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as handle:  # a handle, so numpy does not append ".npy" to the temp name
+                np.save(handle, array, allow_pickle=False)
+
         self.directory.mkdir(parents=True, exist_ok=True)
-        path = self.path(key)
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=f".{key}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                np.save(handle, features.detach().cpu().float().numpy(), allow_pickle=False)
-            os.replace(tmp, path)  # readers never see a half-written file
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        return path
+        return atomic_write(self.path(key), write)
 
 
 def cached_features(encoder: nn.Module, dataset, split_key: str | None = None,
