@@ -105,7 +105,7 @@ def classic_protocol(ctx: EvalContext, epochs: int = 10, lr: float = 0.1, batch_
     """SGD linear head on augmented (crop + flip) images through the frozen backbone; slow."""
     from .classic import classic_linear_eval, crop_flip_views
 
-    views = crop_flip_views(ctx.encoder, ctx.train.image_size[0])
+    views = crop_flip_views(ctx.encoder)
     return classic_linear_eval(ctx.encoder, ctx.train.images, ctx.labels("train"), ctx.features("test"),
                                ctx.labels("test"), views, epochs=epochs, lr=lr, batch_size=batch_size,
                                weight_decay=weight_decay, seed=ctx.seed, amp=ctx.amp)
@@ -134,8 +134,8 @@ def default_views(encoder: nn.Module, data: ImageDataset):
     """The pretraining augmentation preset for `data`: Fashion-MNIST's for 1-channel 28x28, else SimCLR's."""
     from ..views import ImageViews, fmnist_views, simclr_views
 
-    size = data.image_size[0]
-    config = fmnist_views() if (data.channels == 1 and data.image_size == (28, 28)) else simclr_views(size)
+    fmnist = data.channels == 1 and tuple(data.image_size) == (28, 28)
+    config = fmnist_views() if fmnist else simclr_views(data.image_size[0])
     return ImageViews(config, encoder.mean.flatten().tolist(), encoder.std.flatten().tolist())
 
 
