@@ -1,6 +1,8 @@
 """A 2-D map of embeddings for the report: PCA to 50 dimensions, then t-SNE (or PCA alone)."""
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 
 
@@ -32,6 +34,8 @@ def project_2d(features: np.ndarray, method: str = "tsne", seed: int = 0, max_it
     from threadpoolctl import threadpool_limits
 
     reduced = PCA(min(50, d, n), random_state=seed).fit_transform(x) if d > 50 else x
+    # scikit-learn < 1.5 calls the iteration cap n_iter.
+    iterations = {"max_iter" if "max_iter" in inspect.signature(TSNE).parameters else "n_iter": max_iter}
     with threadpool_limits(limits=1):
-        tsne = TSNE(2, init="pca", random_state=seed, max_iter=max_iter, perplexity=min(30.0, (n - 1) / 3))
+        tsne = TSNE(2, init="pca", random_state=seed, perplexity=min(30.0, (n - 1) / 3), **iterations)
         return tsne.fit_transform(reduced)
