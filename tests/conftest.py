@@ -35,3 +35,11 @@ def fmnist_split_dir(tmp_path_factory) -> Path:
     np.savez(root / "train.npz", x=x[:500], y=y[:500])
     np.savez(root / "test.npz", x=x[500:], y=y[500:])
     return root
+
+
+def pytest_configure(config):
+    # Tiny test tensors run faster on one thread, and a loaded 2-core machine makes two threads
+    # wait on each other (seen: 80x slower BatchNorm on small batches).
+    import torch
+
+    torch.set_num_threads(1)

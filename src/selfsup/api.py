@@ -57,6 +57,7 @@ def pretrain(config: C.RunConfig | dict | str | os.PathLike | None = None, *, da
                               "train__seed": seed, "train__device": device,
                               "out": None if out is None else str(out)}, overrides)
     run = train(cfg, resume=resume)
+    _write_results(run.run_dir, run.results)
     if evaluate and cfg.data.test_split:
         run.results.update(_evaluate_datasets(run.encoder, run.train_set, cfg.data.name, cfg.data.test_split,
                                               cfg.data.root, cfg.data.image_size, cfg.eval, run.run_dir,

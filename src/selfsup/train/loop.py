@@ -268,7 +268,7 @@ def train(config: RunConfig, resume: bool = False, stop_after: int | None = None
             if buffers:
                 torch._foreach_copy_(buffers, buffer_backup)
             path = save_checkpoint(ckpt_dir, step, state_at(step), cfg_t.keep_checkpoints)
-            raise NonFiniteLossError(f"the loss became {float(loss)} at step {step + 1}; the weights of the last good step are saved in '{path}'.",
+            raise NonFiniteLossError(f"the loss became {float(loss.detach())} at step {step + 1}; the weights of the last good step are saved in '{path}'.",
                                      "lower optim.lr, set optim.clip_grad (e.g. 1.0) or use train.precision=fp32, then rerun.")
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
