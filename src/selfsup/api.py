@@ -62,7 +62,7 @@ def pretrain(config: C.RunConfig | dict | str | os.PathLike | None = None, *, da
         run.results.update(_evaluate_datasets(run.encoder, run.train_set, cfg.data.name, cfg.data.test_split,
                                               cfg.data.root, cfg.data.image_size, cfg.eval, run.run_dir,
                                               run.device, amp=run.dtype is not None, seed=cfg.train.seed,
-                                              report=report))
+                                              report=report, strict=False))
     elif report:
         _write_report(run.run_dir, run.results)
     return run
@@ -86,7 +86,12 @@ def _write_report(run_dir: Path, results: dict, embeddings=None, class_names=Non
 
 def _evaluate_datasets(encoder: Encoder, train_set, name: str, test_split: str, root, image_size,
                        eval_cfg: C.EvalConfig, run_dir: Path | None, device, amp: bool, seed: int,
-                       report: bool) -> dict:
+                       report: bool, strict: bool = True) -> dict:
+    """Run the protocols; with ``strict=False`` (after pretraining) a missing test split or missing
+    labels skip the supervised protocols with a note instead of failing."""
+    import sys
+
+    from . import registry
     from .data import load_dataset
     from .evaluate import evaluate as run_protocols
     from .evaluate.features import cached_features
@@ -99,17 +104,34 @@ def _evaluate_datasets(encoder: Encoder, train_set, name: str, test_split: str, 
     if test_set.image_size != train_set.image_size or test_set.channels != train_set.channels:
         raise DataError(f"test images are {test_set.channels}x{test_set.image_size} but train images are "
                         f"{train_set.channels}x{train_set.image_size}.", "set data.image_size so both splits are resized alike.")
+    protocols = tuple(eval_cfg.protocols)
+    problem = None
+    if test_set.ids == train_set.ids:
+        problem = f"'{name}' has no separate {test_split!r} split, so there is nothing held out to score on"
+        test_set = None
+    elif train_set.labels is None or test_set.labels is None:
+        problem = f"'{name}' has no labels"
+    if problem:
+        needs_labels = {p for p in protocols if getattr(registry.get("protocol", p), "needs_labels", False)}
+        if needs_labels and strict:
+            raise DataError(f"{problem}; protocols {', '.join(sorted(needs_labels))} need labelled test data.",
+                            "pass --test-split PATH (a labelled folder or .npz), or --protocols rankme.")
+        if needs_labels:
+            print(f"note: {problem}; skipped {', '.join(sorted(needs_labels))}. "
+                  "Run `selfsup evaluate RUN --data ... --test-split PATH` with labelled test data.", file=sys.stderr)
+        protocols = tuple(p for p in protocols if p not in needs_labels)
     cache_dir = None if run_dir is None else Path(run_dir) / "features"
-    results = run_protocols(encoder, train_set, test_set, protocols=tuple(eval_cfg.protocols), cache_dir=cache_dir,
-                            device=device, seed=seed, amp=amp, knn_k=eval_cfg.knn_k,
-                            knn_temperature=eval_cfg.knn_temperature, batch_size=eval_cfg.batch_size)
+    knn = {"knn_k": eval_cfg.knn_k, "knn_temperature": eval_cfg.knn_temperature} if "knn" in protocols else {}
+    results = run_protocols(encoder, train_set, test_set, protocols=protocols, cache_dir=cache_dir,
+                            device=device, seed=seed, amp=amp, batch_size=eval_cfg.batch_size, **knn)
     if run_dir is not None:
         embeddings = None
         if report:
-            feats = cached_features(encoder, test_set, cache_dir=cache_dir, device=device, amp=amp,
+            shown = test_set if test_set is not None else train_set
+            feats = cached_features(encoder, shown, cache_dir=cache_dir, device=device, amp=amp,
                                     batch_size=eval_cfg.batch_size)
-            embeddings = (feats, test_set.labels)
-            _write_report(Path(run_dir), results, embeddings, test_set.classes)
+            embeddings = (feats, shown.labels)
+            _write_report(Path(run_dir), results, embeddings, shown.classes)
         else:
             _write_results(Path(run_dir), results)
     return results
