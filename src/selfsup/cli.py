@@ -127,8 +127,14 @@ def _print_results(results: dict) -> None:
     for protocol, values in results.items():
         if protocol == "pretrain" or not isinstance(values, dict):
             continue
-        shown = ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
+        shown = ", ".join(f"{k}={_number(v)}" for k, v in values.items())
         print(f"{protocol}: {shown}")
+
+
+def _number(value) -> str:
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() and abs(value) < 1e9 else f"{value:.4g}"
+    return str(value)
 
 
 def main(argv: list[str] | None = None) -> None:
