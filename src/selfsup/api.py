@@ -20,23 +20,16 @@ from .errors import ConfigError, DataError
 
 
 def _as_config(config, flags: dict, overrides: Iterable[str]) -> C.RunConfig:
-    if isinstance(config, C.RunConfig):
-        data = C.to_dict(config)
-        for text in overrides:
-            C.merge(data, *C.parse_override(text))
-        for name, value in flags.items():
-            if value is not None:
-                C.merge(data, name.split("__"), value)
-        return C.from_dict(data)
-    if isinstance(config, dict):
-        data = dict(config)
-        for text in overrides:
-            C.merge(data, *C.parse_override(text))
-        for name, value in flags.items():
-            if value is not None:
-                C.merge(data, name.split("__"), value)
-        return C.from_dict(data)
-    return C.load(config, list(overrides), **flags)
+    """A RunConfig from a RunConfig, a dict or a YAML path, with overrides, then flags, applied."""
+    if not isinstance(config, (C.RunConfig, dict)):
+        return C.load(config, list(overrides), **flags)
+    data = C.to_dict(config) if isinstance(config, C.RunConfig) else dict(config)
+    for text in overrides:
+        C.merge(data, *C.parse_override(text))
+    for name, value in flags.items():
+        if value is not None:
+            C.merge(data, name.split("__"), value)
+    return C.from_dict(data)
 
 
 def pretrain(config: C.RunConfig | dict | str | os.PathLike | None = None, *, data: str | None = None,
