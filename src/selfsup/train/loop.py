@@ -27,7 +27,7 @@ from ..encoder import Encoder, save_encoder
 from ..errors import ConfigError, DataError, NonFiniteLossError, SelfsupError
 from ..methods.base import Batch, Method
 from .checkpoint import atomic_write, latest_checkpoint, load_checkpoint, save_checkpoint
-from .hardware import autocast, resolve_device, resolve_precision
+from .hardware import autocast, flush_denormal, resolve_device, resolve_precision
 from .optim import build_optimizer
 from .schedules import learning_rate
 
@@ -151,6 +151,11 @@ def train(config: RunConfig, resume: bool = False, stop_after: int | None = None
     `stop_after` ends the loop after that many total steps without finishing the run (used by tests
     to simulate an interrupted run: a checkpoint is written, nothing else).
     """
+    with flush_denormal():
+        return _train(config, resume, stop_after)
+
+
+def _train(config: RunConfig, resume: bool, stop_after: int | None) -> RunResult:
     from ..data import load_dataset
 
     run_dir = Path(config.out)
@@ -165,7 +170,6 @@ def train(config: RunConfig, resume: bool = False, stop_after: int | None = None
     cfg_t = config.train
     if cfg_t.threads:
         torch.set_num_threads(cfg_t.threads)
-    torch.set_flush_denormal(True)  # tiny gradients late in training otherwise slow CPU steps ~20%
     device = resolve_device(cfg_t.device)
     dtype = resolve_precision(cfg_t.precision, device)
 
