@@ -58,7 +58,12 @@ def build_views(config: RunConfig, method_cls: type[Method], channels: int, size
     layout = dict(method_cls.views)
     preset = config.views.preset
     if preset == "auto":
-        preset = "mae" if layout.get("n_global", 2) == 1 else ("fmnist" if channels == 1 and size <= 32 else "simclr")
+        if layout.get("n_local", 0) > 0:
+            preset = "multicrop"
+        elif layout.get("n_global", 2) == 1:
+            preset = "mae"
+        else:
+            preset = "fmnist" if channels == 1 and size <= 32 else "simclr"
     presets = {"fmnist": lambda: V.fmnist_views(), "simclr": lambda: V.simclr_views(size),
                "byol": lambda: V.byol_views(size), "mae": lambda: V.mae_views(size),
                "multicrop": lambda: V.multicrop_views(size, layout.get("n_local", 6))}
