@@ -42,7 +42,7 @@ $(BENCH_VENV)/.installed: pyproject.toml
 	touch $@
 
 bench: $(BENCH_VENV)/.installed data
-	$(BENCH_VENV)/bin/python benchmarks/fmnist_cpu.py
+	$(BENCH_VENV)/bin/python benchmarks/fmnist_cpu.py --write
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) runs
