@@ -63,7 +63,7 @@ def test_batch_larger_than_dataset(fmnist_npz, tmp_path):
 @pytest.mark.slow
 def test_pretrain_evaluate_report_embed(fmnist_split_dir, tmp_path):
     out = tmp_path / "run"
-    run = selfsup.pretrain(data=str(fmnist_split_dir / "train.npz"), steps=4, out=out,
+    selfsup.pretrain(data=str(fmnist_split_dir / "train.npz"), steps=4, out=out,
                            overrides=["data.test_split=" + str(fmnist_split_dir / "test.npz"), "train.batch_size=64",
                                       "train.progress=false", "backbone.width=8", "train.monitor_every=2",
                                       "train.monitor_bank=300", "train.monitor_queries=100"])

@@ -6,7 +6,6 @@ with code 2; files already written stay as they are.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from .errors import SelfsupError

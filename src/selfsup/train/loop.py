@@ -24,7 +24,7 @@ from .. import registry
 from ..backbones.base import build_backbone
 from ..config import RunConfig, from_dict, to_dict
 from ..encoder import Encoder, save_encoder
-from ..errors import ConfigError, DataError, NonFiniteLossError, SelfsupError
+from ..errors import ConfigError, DataError, NonFiniteLossError
 from ..methods.base import Batch, Method
 from .checkpoint import atomic_write, latest_checkpoint, load_checkpoint, save_checkpoint
 from .hardware import autocast, flush_denormal, resolve_device, resolve_precision
