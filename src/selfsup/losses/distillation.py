@@ -17,3 +17,61 @@ def byol_loss(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     passes them without gradient). Returns a scalar in [0, 4]; BYOL sums it over both view orders.
     """
     return 2 - 2 * F.cosine_similarity(p, z, dim=-1).mean()
+
+
+@full_precision
+def dino_targets(teacher_logits: torch.Tensor, center: torch.Tensor, temperature: float = 0.04) -> torch.Tensor:
+    """DINO's teacher targets: centered, then sharpened, ``softmax((t - c) / temperature)`` over the K prototypes.
+
+    Caron et al. 2021, "Emerging Properties in Self-Supervised Vision Transformers", ICCV 2021, arXiv:2104.14294.
+
+    teacher_logits: (..., K), e.g. (V_t, B, K); center: (K,) or (1, K), the running mean of the
+    teacher's logits. Centering alone pushes toward a uniform output and sharpening alone toward one
+    dominant prototype; together they keep the teacher from collapsing either way.
+    Returns probabilities of the same shape (the caller passes logits without gradient).
+    """
+    return F.softmax((teacher_logits - center) / temperature, dim=-1)
+
+
+@full_precision
+def dino_center(center: torch.Tensor, teacher_logits: torch.Tensor, momentum: float = 0.9) -> torch.Tensor:
+    """The next center: ``momentum * center + (1 - momentum) * mean of the teacher logits over views and batch``.
+
+    center: (1, K); teacher_logits: (..., K). Returns (1, K). DINO (arXiv:2104.14294) Eq. 4, m = 0.9.
+    """
+    batch_mean = teacher_logits.reshape(-1, teacher_logits.shape[-1]).mean(0, keepdim=True)  # (1, K)
+    return center * momentum + batch_mean * (1 - momentum)
+
+
+@full_precision
+def multi_view_cross_entropy(student_logits: torch.Tensor, targets: torch.Tensor,
+                             temperature: float = 0.1) -> torch.Tensor:
+    """Mean over view pairs (s, t) with s != t of ``-sum_K targets[t] * log_softmax(student_logits[s] / temperature)``.
+
+    student_logits: (V, B, K), all views, the target views first; targets: (T, B, K) probabilities
+    for the first T <= V views (DINO: the teacher's two global views; SwAV: Sinkhorn codes of the
+    global views). View s = t is skipped: a view never predicts its own target. Each pair's
+    cross-entropy is averaged over the batch, then the T * (V - 1) pairs are averaged.
+    """
+    V, T = student_logits.shape[0], targets.shape[0]
+    if T > V:
+        raise ValueError(f"{T} target views but only {V} student views")
+    log_p = F.log_softmax(student_logits / temperature, dim=-1)  # (V, B, K)
+    ce = -torch.einsum("tbk,vbk->tv", targets, log_p) / student_logits.shape[1]  # (T, V): batch-mean CE per pair
+    off = ~torch.eye(T, V, dtype=torch.bool, device=ce.device)  # pairs of different views
+    return ce[off].mean()
+
+
+@full_precision
+def dino_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, center: torch.Tensor,
+              student_temperature: float = 0.1, teacher_temperature: float = 0.04) -> torch.Tensor:
+    """DINO's loss: the student's softmax at temperature 0.1 matches the teacher's centered, sharpened
+    softmax, over every pair of different views (student: all V views; teacher: the T global views).
+
+    Caron et al. 2021, "Emerging Properties in Self-Supervised Vision Transformers", ICCV 2021, arXiv:2104.14294, Eq. 3.
+
+    student_logits: (V, B, K), global views first; teacher_logits: (T, B, K), no gradient; center: (1, K).
+    Returns a scalar, ``multi_view_cross_entropy(student, dino_targets(teacher, center))``.
+    """
+    targets = dino_targets(teacher_logits, center, teacher_temperature)
+    return multi_view_cross_entropy(student_logits, targets, student_temperature)
