@@ -1,0 +1,123 @@
+"""DINO: a student matches a momentum teacher's centered, sharpened softmax over prototypes, with multi-crop."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ConfigError
+from ..heads import mlp
+from ..losses.distillation import dino_center, dino_loss
+from ..registry import register
+from ..train.schedules import cosine
+from .base import Batch, Method
+from .ema import ema_update, frozen_copy
+
+
+class DINOHead(nn.Module):
+    """(B, D) -> (B, K): ``mlp([D, hidden, hidden, bottleneck])`` with GELU and no norm, L2-normalize,
+    then a weight-normalized Linear without bias to K prototypes.
+
+    With ``norm_last_layer`` (the paper's default) the weight norm's gain is fixed at 1, so the last
+    layer is ``x @ normalize(v, dim=1).T``: a cosine to each prototype; otherwise a learned gain per
+    prototype multiplies it.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, hidden_dim: int = 2048, bottleneck_dim: int = 256,
+                 norm_last_layer: bool = True):
+        super().__init__()
+        self.mlp = mlp([in_dim, hidden_dim, hidden_dim, bottleneck_dim], norm=None, act=nn.GELU)
+        self.prototypes = nn.Parameter(torch.empty(out_dim, bottleneck_dim))  # (K, bottleneck), the direction v
+        nn.init.trunc_normal_(self.prototypes, std=0.02)
+        self.gain = None if norm_last_layer else nn.Parameter(torch.ones(out_dim))  # (K,), the weight norm's g
+
+    def forward(self, x: torch.Tensor, freeze_last_layer: bool = False) -> torch.Tensor:
+        x = F.normalize(self.mlp(x), dim=-1)  # (B, bottleneck)
+        v = self.prototypes.detach() if freeze_last_layer else self.prototypes
+        w = F.normalize(v, dim=1)  # (K, bottleneck)
+        if self.gain is not None:
+            w = w * (self.gain.detach() if freeze_last_layer else self.gain)[:, None]
+        return x @ w.T  # (B, K)
+
+
+@register("method", "dino")
+class DINO(Method):
+    """Student: backbone -> ``DINOHead`` on every view; teacher: an EMA copy of both, on the global
+    views only, no gradient. Loss: ``dino_loss``, the student's softmax (temperature 0.1) against the
+    teacher's centered and sharpened softmax, over all pairs of different views. The center is an
+    EMA (momentum 0.9) of the teacher's logits, a buffer in the checkpoint.
+
+    Multi-crop: 2 global views and ``views.n_local`` local views (6 by default; set it in the config),
+    the global and local views each go through the backbone in one pass per resolution.
+    Schedules, pure functions of progress: teacher temperature linear from 0.04 to 0.07 over the
+    first ``teacher_temperature_warmup`` of training (the paper: the first 30 of 100 epochs), then
+    constant; teacher momentum cosine from ``base_momentum`` to 1. The last layer is frozen during the
+    first ``freeze_last_layer`` of training (the paper: the first epoch of 100, which helps stability).
+
+    Defaults changed for small data: ``out_dim`` 4096 prototypes instead of 65536 (a 256 x 65536 last
+    layer and softmax would cost many times the small backbones used here, and a dataset of 60k
+    images of a few classes has far fewer modes than 4096); ``base_momentum`` 0.99 instead of 0.996,
+    as for BYOL here: in runs of a few thousand steps a teacher averaging over ~250 steps lags too far
+    behind a fast-changing student. DINO also clips gradients at 3.0 (``optim.clip_grad``).
+    """
+
+    paper = ("Caron, Touvron, Misra, Jégou, Mairal, Bojanowski, Joulin. Emerging Properties in Self-Supervised "
+             "Vision Transformers. ICCV 2021, arXiv:2104.14294")
+    family = "distillation"
+    views = {"n_global": 2, "n_local": 6}
+
+    def __init__(self, backbone: nn.Module, hidden_dim: int = 2048, bottleneck_dim: int = 256, out_dim: int = 4096,
+                 norm_last_layer: bool = True, student_temperature: float = 0.1,
+                 warmup_teacher_temperature: float = 0.04, teacher_temperature: float = 0.07,
+                 teacher_temperature_warmup: float = 0.3, center_momentum: float = 0.9,
+                 base_momentum: float = 0.99, final_momentum: float = 1.0, freeze_last_layer: float = 0.01):
+        super().__init__(backbone)
+        if min(student_temperature, warmup_teacher_temperature, teacher_temperature) <= 0:
+            raise ConfigError(f"dino temperatures must be positive, got student {student_temperature}, "
+                              f"teacher {warmup_teacher_temperature} -> {teacher_temperature}.",
+                              "use e.g. student_temperature=0.1, teacher 0.04 -> 0.07.")
+        if not 0.0 <= base_momentum <= final_momentum <= 1.0:
+            raise ConfigError(f"dino needs 0 <= base_momentum <= final_momentum <= 1, got {base_momentum}, {final_momentum}.",
+                              "use e.g. base_momentum=0.99, final_momentum=1.0.")
+        if not 0.0 <= center_momentum < 1.0 or not 0.0 <= teacher_temperature_warmup <= 1.0:
+            raise ConfigError(f"dino needs center_momentum in [0, 1) and teacher_temperature_warmup in [0, 1], got "
+                              f"{center_momentum}, {teacher_temperature_warmup}.", "use e.g. 0.9 and 0.3.")
+        self.student_temperature = student_temperature
+        self.warmup_teacher_temperature, self.teacher_temperature = warmup_teacher_temperature, teacher_temperature
+        self.teacher_temperature_warmup, self.center_momentum = teacher_temperature_warmup, center_momentum
+        self.base_momentum, self.final_momentum = base_momentum, final_momentum
+        self.freeze_last_layer = freeze_last_layer
+        self.head = DINOHead(backbone.dim, out_dim, hidden_dim, bottleneck_dim, norm_last_layer)
+        self.teacher = frozen_copy(nn.Sequential(backbone, self.head))
+        self.register_buffer("center", torch.zeros(1, out_dim))  # (1, K)
+
+    def teacher_temperature_at(self, progress: float) -> float:
+        """Linear from the warmup temperature (progress 0) to the final one (progress `teacher_temperature_warmup`)."""
+        warm = self.teacher_temperature_warmup
+        frac = 1.0 if warm == 0 else min(max(progress / warm, 0.0), 1.0)
+        return self.warmup_teacher_temperature + (self.teacher_temperature - self.warmup_teacher_temperature) * frac
+
+    def momentum_at(self, progress: float) -> float:
+        """Teacher momentum: cosine from `base_momentum` (progress 0) to `final_momentum` (progress 1)."""
+        return cosine(progress, self.base_momentum, self.final_momentum)
+
+    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
+        n_global = self.views["n_global"]
+        globals_, locals_ = torch.cat(batch.views[:n_global]), batch.views[n_global:]  # (2B, C, S, S)
+        B = batch.views[0].shape[0]
+        feats = [self.backbone(globals_)]  # one backbone pass per resolution
+        if locals_:
+            feats.append(self.backbone(torch.cat(locals_)))  # (n_local B, D)
+        freeze = batch.progress < self.freeze_last_layer
+        student = self.head(torch.cat(feats), freeze_last_layer=freeze).view(len(batch.views), B, -1)  # (V, B, K)
+        with torch.no_grad():
+            teacher = self.teacher(globals_).view(n_global, B, -1)  # (2, B, K)
+        temperature = self.teacher_temperature_at(batch.progress)
+        loss = dino_loss(student, teacher, self.center, self.student_temperature, temperature)
+        if self.training:
+            self.center.copy_(dino_center(self.center, teacher, self.center_momentum))
+        return {"loss": loss, "teacher_temperature": torch.tensor(temperature)}
+
+    @torch.no_grad()
+    def on_step_end(self, progress: float) -> None:
+        ema_update(self.teacher, nn.Sequential(self.backbone, self.head), self.momentum_at(progress))
