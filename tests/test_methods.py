@@ -29,6 +29,11 @@ SMOKE_OPTIONS = {
     "barlow_twins": dict(hidden_dim=128, out_dim=128),
     "vicreg": dict(hidden_dim=128, out_dim=128),
     "mae": dict(decoder_dim=32, decoder_depth=1, decoder_heads=2),
+    # Over 10 steps on one batch DINO's loss is dominated by the teacher's entropy rising while the center
+    # catches up with its mean output; a slower center and a constant teacher temperature (0.04, the
+    # official code's default) leave the student-learns-the-teacher part visible.
+    "dino": dict(hidden_dim=128, bottleneck_dim=64, out_dim=256, teacher_temperature=0.04, center_momentum=0.99),
+    "swav": dict(hidden_dim=128, out_dim=64, n_prototypes=64, queue_length=0),
 }
 
 
