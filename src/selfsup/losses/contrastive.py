@@ -1,10 +1,29 @@
-"""Contrastive losses: pull two views of an image together, push the other images away."""
+"""Contrastive losses: pull two views of an image together, push the other images away.
+
+Shape legend: B batch, D embedding dim, Q queue (memory) entries. Every similarity is a cosine
+(embeddings are L2-normalized here), divided by a temperature. SimSiam's negative cosine lives here
+too: it is the positive-pair term of these losses without the negatives.
+"""
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
 from .precision import full_precision
+
+
+def _two_view_logits(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cosine logits among the 2B embeddings of two views, each anchor's own entry set to -inf.
+
+    Returns logits (2B, 2B) and positive (2B,): anchor i < B pairs with i + B, and back.
+    """
+    B = z1.shape[0]
+    z = F.normalize(torch.cat([z1, z2]), dim=1)  # (2B, D)
+    logits = z @ z.T / temperature  # (2B, 2B)
+    # An embedding is trivially most similar to itself: remove it from its own softmax.
+    logits.fill_diagonal_(float("-inf"))
+    positive = torch.arange(2 * B, device=z.device).roll(B)
+    return logits, positive
 
 
 @full_precision
@@ -18,10 +37,137 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> tor
     the other 2B - 2; similarities are cosines divided by `temperature`; returns the mean over
     the 2B anchors of the cross-entropy of picking the positive (a scalar).
     """
-    B = z1.shape[0]
-    z = F.normalize(torch.cat([z1, z2]), dim=1)  # (2B, D)
-    logits = z @ z.T / temperature  # (2B, 2B)
-    # An embedding is trivially most similar to itself: remove it from its own softmax.
-    logits.fill_diagonal_(float("-inf"))
-    positive = torch.arange(2 * B, device=z.device).roll(B)  # anchor i < B pairs with i + B, and back
+    logits, positive = _two_view_logits(z1, z2, temperature)
     return F.cross_entropy(logits, positive)
+
+
+@full_precision
+def info_nce(query: torch.Tensor, key: torch.Tensor, temperature: float = 0.2,
+             negatives: torch.Tensor | None = None) -> torch.Tensor:
+    """InfoNCE of queries against keys: mean over i of -log softmax(q_i . k / t)[positive].
+
+    Oord et al. 2018, "Representation Learning with Contrastive Predictive Coding", arXiv:1807.03748;
+    used by MoCo (arXiv:1911.05722, 2003.04297, 2104.02057) and NNCLR (arXiv:2104.14548).
+
+    query, key: (B, D); key i is query i's positive. All vectors are L2-normalized here.
+    negatives None: the other B - 1 keys of the batch are the negatives (logits (B, B), MoCo v3, NNCLR).
+    negatives (Q, D): they are the only negatives (logits (B, 1 + Q): the positive first, then the
+    queue), as in MoCo v1/v2, whose other in-batch keys are not negatives.
+    """
+    q, k = F.normalize(query, dim=1), F.normalize(key, dim=1)  # (B, D) each
+    if negatives is None:
+        logits = q @ k.T / temperature  # (B, B); the positive is on the diagonal
+        target = torch.arange(q.shape[0], device=q.device)
+    else:
+        positive = (q * k).sum(1, keepdim=True)  # (B, 1)
+        negative = q @ F.normalize(negatives, dim=1).T  # (B, Q)
+        logits = torch.cat([positive, negative], dim=1) / temperature  # (B, 1 + Q)
+        target = torch.zeros(q.shape[0], dtype=torch.long, device=q.device)
+    return F.cross_entropy(logits, target)
+
+
+@full_precision
+def moco_v3_loss(q1: torch.Tensor, q2: torch.Tensor, k1: torch.Tensor, k2: torch.Tensor,
+                 temperature: float = 1.0) -> torch.Tensor:
+    """MoCo v3's symmetric loss: 2t * (InfoNCE(q1, k2) + InfoNCE(q2, k1)), in-batch negatives.
+
+    Chen, Xie, He 2021, "An Empirical Study of Training Self-Supervised Vision Transformers",
+    ICCV 2021, arXiv:2104.02057 (Algorithm 1: ``ctr(q, k) = CrossEntropyLoss(q k^T / t) * 2t``).
+
+    q1, q2: (B, D) predictions of the query encoder for views 1, 2; k1, k2: (B, D) momentum-encoder
+    projections (passed without gradient). The 2t factor keeps the gradient scale independent of t.
+    t = 1.0 is the paper's ResNet setting; its ViTs use 0.2.
+    """
+    return 2 * temperature * (info_nce(q1, k2, temperature) + info_nce(q2, k1, temperature))
+
+
+@full_precision
+def negative_cosine(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """-mean_i cos(p_i, z_i): SimSiam's D(p, z). p, z: (B, D); returns a scalar in [-1, 1].
+
+    Chen & He 2021, "Exploring Simple Siamese Representation Learning", CVPR 2021, arXiv:2011.10566.
+    """
+    return -F.cosine_similarity(p, z, dim=-1).mean()
+
+
+@full_precision
+def simsiam_loss(p1: torch.Tensor, p2: torch.Tensor, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+    """SimSiam's symmetrized loss D(p1, z2) / 2 + D(p2, z1) / 2 (arXiv:2011.10566, Eq. 2).
+
+    p1, p2: (B, D) predictor outputs; z1, z2: (B, D) projections. The stop-gradient on z is the
+    caller's (pass ``z.detach()``): without it SimSiam collapses, which the paper shows (Fig. 2).
+    """
+    return 0.5 * negative_cosine(p1, z2) + 0.5 * negative_cosine(p2, z1)
+
+
+@full_precision
+def nnclr_loss(nn1: torch.Tensor, nn2: torch.Tensor, p1: torch.Tensor, p2: torch.Tensor,
+               temperature: float = 0.1) -> torch.Tensor:
+    """NNCLR: the nearest neighbour of one view's projection is the positive of the other view's prediction.
+
+    Dwibedi, Aytar, Tompson, Sermanet, Zisserman 2021, "With a Little Help from My Friends:
+    Nearest-Neighbor Contrastive Learning of Visual Representations", ICCV 2021, arXiv:2104.14548, Eq. 2.
+
+    nn1, nn2: (B, D) support-set neighbours of views 1, 2 (no gradient); p1, p2: (B, D) predictions.
+    Loss_i = -log exp(NN(z1_i) . p2_i / t) / sum_k exp(NN(z1_i) . p2_k / t), symmetrized over the
+    two views: (InfoNCE(nn1, p2) + InfoNCE(nn2, p1)) / 2.
+    """
+    return 0.5 * (info_nce(nn1, p2, temperature) + info_nce(nn2, p1, temperature))
+
+
+def _decoupled(z1: torch.Tensor, z2: torch.Tensor, temperature: float, sigma: float | None) -> torch.Tensor:
+    B = z1.shape[0]
+    logits, positive = _two_view_logits(z1, z2, temperature)  # (2B, 2B), (2B,)
+    pos = logits.gather(1, positive[:, None]).squeeze(1)  # (2B,) s(i, i+)/t
+    # Decoupling: the positive leaves the denominator; the 2B - 2 other embeddings remain.
+    neg = logits.scatter(1, positive[:, None], float("-inf"))  # (2B, 2B)
+    if sigma is None:
+        weight = torch.ones_like(pos)
+    else:
+        cos = pos[:B] * temperature  # (B,) cos(z1_i, z2_i), the same for both anchors of a pair
+        weight = (2 - B * torch.softmax(cos / sigma, dim=0)).repeat(2)  # 2 - exp(c/sigma) / mean exp(c/sigma)
+    return (-weight * pos + torch.logsumexp(neg, dim=1)).mean()
+
+
+@full_precision
+def dcl(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
+    """Decoupled contrastive loss: NT-Xent with the positive pair removed from the denominator.
+
+    Yeh, Hong, Hsu, Liu, Chen, LeCun 2022, "Decoupled Contrastive Learning", ECCV 2022, arXiv:2110.06848, Eq. 6.
+
+    z1, z2: (B, D). For each of the 2B anchors i with positive i+:
+    -s(i, i+)/t + log sum_{k != i, i+} exp(s(i, k)/t), s the cosine; mean over the 2B anchors
+    (the paper sums over both views; the mean only rescales, and matches ``nt_xent``'s scale).
+    """
+    return _decoupled(z1, z2, temperature, None)
+
+
+@full_precision
+def dclw(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1, sigma: float = 0.5) -> torch.Tensor:
+    """DCL with the positive term weighted by w_i = 2 - exp(s_i/sigma) / mean_j exp(s_j/sigma), s_i = cos(z1_i, z2_i).
+
+    Yeh et al. 2022, "Decoupled Contrastive Learning", arXiv:2110.06848, Eq. 7 (von Mises-Fisher
+    weighting, sigma = 0.5): pairs already close (easy positives) weigh less, far ones more; the
+    weights average to 1 over the batch. The weight is part of the graph, as in the authors' code.
+    z1, z2: (B, D); returns a scalar.
+    """
+    return _decoupled(z1, z2, temperature, sigma)
+
+
+@full_precision
+def supcon(z1: torch.Tensor, z2: torch.Tensor, labels: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
+    """Supervised contrastive loss, the L_out form: every same-label embedding is a positive.
+
+    Khosla, Teterwak, Wang, Sarna, Tian, Isola, Maschinot, Liu, Krishnan 2020, "Supervised
+    Contrastive Learning", NeurIPS 2020, arXiv:2004.11362, Eq. 2.
+
+    z1, z2: (B, D) two views; labels: (B,) int class of each image. Over the 2B anchors i with
+    A(i) = all other embeddings and P(i) = those of i's class (at least its other view):
+    mean_i  -1/|P(i)| sum_{p in P(i)} log( exp(s_ip/t) / sum_{a in A(i)} exp(s_ia/t) ).
+    """
+    logits, _ = _two_view_logits(z1, z2, temperature)  # (2B, 2B), self = -inf
+    log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)  # (2B, 2B)
+    y = torch.cat([labels, labels])  # (2B,)
+    same = (y[:, None] == y[None, :]) & ~torch.eye(len(y), dtype=torch.bool, device=y.device)  # (2B, 2B) P(i)
+    per_anchor = -log_prob.masked_fill(~same, 0.0).sum(1) / same.sum(1)  # (2B,)
+    return per_anchor.mean()
