@@ -1,5 +1,6 @@
 """Self-supervised methods, one module each. Importing this package registers every method."""
 from . import barlow_twins, byol, dino, mae, simclr, swav, vicreg  # noqa: F401  (imported for their @register side effect)
+from . import dcl, moco_v2, moco_v3, nnclr, simsiam, supcon  # noqa: F401  (the contrastive family)
 from .base import Batch, Method
 
 __all__ = ["Batch", "Method"]

@@ -11,6 +11,8 @@ Class attributes a method sets:
 - ``views``: the view layout it needs, ``dict(n_global=2, n_local=0)`` by default; the trainer's
   view generator draws exactly that.
 - ``family``: "contrastive", "redundancy", "distillation", "masked", ...
+- ``needs_labels``: True for a method that trains on ``Batch.labels`` (SupCon); the trainer then
+  refuses a dataset without labels before training.
 """
 from __future__ import annotations
 
@@ -43,6 +45,7 @@ class Method(nn.Module):
     paper: ClassVar[str] = ""
     family: ClassVar[str] = ""
     views: ClassVar[dict] = {"n_global": 2, "n_local": 0}
+    needs_labels: ClassVar[bool] = False
 
     def __init__(self, backbone: nn.Module):
         super().__init__()

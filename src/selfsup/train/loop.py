@@ -185,6 +185,9 @@ def _train(config: RunConfig, resume: bool, stop_after: int | None) -> RunResult
                              image_size=config.data.image_size)
     if len(train_set) == 0:
         raise DataError(f"dataset '{config.data.name}' has no images.", "point --data at a folder or file with images.")
+    if method_cls.needs_labels and train_set.labels is None:
+        raise DataError(f"method '{config.method.name}' trains on class labels, and dataset '{config.data.name}' has none.",
+                        "use a labelled dataset (class subfolders, or an .npz with 'y'), or a self-supervised method.")
     if cfg_t.batch_size > len(train_set):
         raise ConfigError(f"batch size {cfg_t.batch_size} is larger than the dataset ({len(train_set)} images in '{config.data.name}').",
                           f"use --batch-size {len(train_set)} or smaller, or add data.")
