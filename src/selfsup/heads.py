@@ -5,7 +5,8 @@ Paper recipes, with D the backbone dim:
 - SimCLR projector ``mlp([D, 512, 128])`` (fmnist-cpu; the paper uses [D, 2048, 128]);
 - BYOL projector and predictor ``mlp([D, 4096, 256])``, ``mlp([256, 4096, 256])``;
 - Barlow Twins and VICReg projectors ``mlp([D, 8192, 8192, 8192])``;
-- SimSiam and MoCo v3 projectors ``mlp([D, 2048, 2048, 256], last_norm="bn_noaffine")``.
+- SimSiam projector ``mlp([D, 2048, 2048, 2048], last_norm="bn_noaffine")``, predictor ``mlp([2048, 512, 2048])``;
+- MoCo v3 projector ``mlp([D, 4096, 256], last_norm="bn_noaffine")`` (ResNet; ViT: 3 layers), predictor ``mlp([256, 4096, 256])``.
 """
 from __future__ import annotations
 

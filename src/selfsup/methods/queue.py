@@ -64,7 +64,8 @@ def nearest_neighbour(z: torch.Tensor, support: torch.Tensor, valid: torch.Tenso
     """
     z = F.normalize(z.float(), dim=1)  # (B, D)
     support = F.normalize(support.float(), dim=1)  # (Q, D)
-    sim = z @ support.T  # (B, Q)
+    with torch.autocast(device_type=z.device.type, enabled=False):  # a bf16 search would pick near-ties at random
+        sim = z @ support.T  # (B, Q)
     if valid is not None:
         sim = sim.masked_fill(~valid, float("-inf"))
     picked = support[sim.argmax(dim=1)]  # (B, D)
