@@ -301,3 +301,16 @@ def test_resume_is_bit_identical(method, fmnist_npz, tmp_path):
         assert torch.equal(sa[key], sb[key]), key
     state = "center" if method == "dino" else "queue"
     assert sa[state].abs().sum() > 0  # the state really moved (SwAV: the queue is full and in use from step 2)
+
+
+@pytest.mark.parametrize("build", [lambda: dino(), lambda: swav(queue_length=16, queue_start=0.0)], ids=["dino", "swav"])
+def test_prototype_scores_in_float32_under_bf16_autocast(build):
+    m = build()
+    batch = multicrop_batch(n=8, n_local=2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        if hasattr(m, "head"):
+            assert m.head(m.backbone(batch.views[0])).dtype == torch.float32
+        out = m(batch)
+        out = m(batch)  # SwAV: the second step uses the (float32) queue
+    assert torch.isfinite(out["loss"]) and out["loss"].dtype == torch.float32
+    out["loss"].backward()

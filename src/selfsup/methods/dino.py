@@ -32,12 +32,16 @@ class DINOHead(nn.Module):
         self.gain = None if norm_last_layer else nn.Parameter(torch.ones(out_dim))  # (K,), the weight norm's g
 
     def forward(self, x: torch.Tensor, freeze_last_layer: bool = False) -> torch.Tensor:
-        x = F.normalize(self.mlp(x), dim=-1)  # (B, bottleneck)
-        v = self.prototypes.detach() if freeze_last_layer else self.prototypes
-        w = F.normalize(v, dim=1)  # (K, bottleneck)
-        if self.gain is not None:
-            w = w * (self.gain.detach() if freeze_last_layer else self.gain)[:, None]
-        return x @ w.T  # (B, K)
+        x = self.mlp(x)  # (B, bottleneck)
+        # The cosines are divided by temperatures down to 0.04: in bf16 a rounding error of 0.004 would
+        # become 0.1 in a logit, so the last layer runs in float32 (it is small next to the MLP).
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            x = F.normalize(x.float(), dim=-1)
+            v = self.prototypes.detach() if freeze_last_layer else self.prototypes
+            w = F.normalize(v, dim=1)  # (K, bottleneck)
+            if self.gain is not None:
+                w = w * (self.gain.detach() if freeze_last_layer else self.gain)[:, None]
+            return x @ w.T  # (B, K)
 
 
 @register("method", "dino")
