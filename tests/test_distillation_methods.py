@@ -314,3 +314,13 @@ def test_prototype_scores_in_float32_under_bf16_autocast(build):
         out = m(batch)  # SwAV: the second step uses the (float32) queue
     assert torch.isfinite(out["loss"]) and out["loss"].dtype == torch.float32
     out["loss"].backward()
+
+
+def test_dino_bn_head_option():
+    m = dino(use_bn_in_head=True)
+    assert sum(isinstance(x, torch.nn.BatchNorm1d) for x in m.head.mlp) == 2
+    assert sum(isinstance(x, torch.nn.BatchNorm1d) for x in m.teacher[1].mlp) == 2
+    out = m(multicrop_batch(n=8, n_local=2))
+    out["loss"].backward()
+    m.on_step_end(0.5)  # the EMA sees the same parameters and buffers in student and teacher
+    assert torch.isfinite(out["loss"])
