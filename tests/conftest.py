@@ -43,3 +43,31 @@ def pytest_configure(config):
     import torch
 
     torch.set_num_threads(1)
+
+
+def assert_resume_bit_identical(make_config, tmp_path, steps: int = 6, stop: int = 3) -> dict:
+    """Train `make_config(out)` uninterrupted and again stopped at `stop` then resumed; the exported
+    encoder and the whole method state (teachers, queues, centers) must be equal bit for bit.
+    Returns the final method state."""
+    import torch
+    from safetensors.torch import load_file
+
+    from selfsup.train.loop import train
+
+    full, split = tmp_path / "full", tmp_path / "split"
+    train(make_config(full))
+    assert train(make_config(split), stop_after=stop).steps == stop
+    assert not (split / "encoder").exists()
+    train(make_config(split), resume=True)
+    a = load_file(str(full / "encoder" / "encoder.safetensors"))
+    b = load_file(str(split / "encoder" / "encoder.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    name = f"step-{steps:08d}.pt"
+    sa = torch.load(full / "checkpoints" / name, weights_only=True)["method"]
+    sb = torch.load(split / "checkpoints" / name, weights_only=True)["method"]
+    assert sa.keys() == sb.keys()
+    for key in sa:
+        assert torch.equal(sa[key], sb[key]), key
+    return sa

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
+from tests.conftest import assert_resume_bit_identical
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 
 from selfsup import config as C
 from selfsup import registry
@@ -191,17 +192,6 @@ def tiny(data, out, steps=6, **options):
 ])
 def test_resume_is_bit_identical_with_the_queue(name, options, fmnist_npz, tmp_path):
     options = {"method.name": name, **options}
-    train(tiny(fmnist_npz, tmp_path / "full", **options))
-    train(tiny(fmnist_npz, tmp_path / "split", **options), stop_after=3)
-    train(tiny(fmnist_npz, tmp_path / "split", **options), resume=True)
-    a = load_file(str(tmp_path / "full" / "encoder" / "encoder.safetensors"))
-    b = load_file(str(tmp_path / "split" / "encoder" / "encoder.safetensors"))
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
-    sa = torch.load(tmp_path / "full" / "checkpoints" / "step-00000006.pt", weights_only=True)["method"]
-    sb = torch.load(tmp_path / "split" / "checkpoints" / "step-00000006.pt", weights_only=True)["method"]
-    assert sa.keys() == sb.keys()
-    for key in sa:
-        assert torch.equal(sa[key], sb[key]), key
+    sa = assert_resume_bit_identical(lambda out: tiny(fmnist_npz, out, **options), tmp_path)
     queue = "queue" if name == "moco_v2" else "support"
     assert int(sa[f"{queue}.ptr"]) == (6 * 64) % 256  # six batches of 64 went through a queue of 256

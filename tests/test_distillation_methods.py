@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 
 import pytest
+
+from tests.conftest import assert_resume_bit_identical
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 
 from selfsup import config as C
 from selfsup import registry
@@ -15,7 +16,6 @@ from selfsup.backbones import build_backbone
 from selfsup.losses.clustering import sinkhorn, swav_loss
 from selfsup.losses.distillation import dino_center, dino_loss, dino_targets, multi_view_cross_entropy
 from selfsup.methods.base import Batch
-from selfsup.train.loop import train
 from selfsup.views import ImageViews, multicrop_views
 
 MEAN, STD = [0.286], [0.353]
@@ -287,18 +287,7 @@ def tiny(data, out, method, steps=6, **extra):
 
 @pytest.mark.parametrize("method", ["dino", "swav"])
 def test_resume_is_bit_identical(method, fmnist_npz, tmp_path):
-    train(tiny(fmnist_npz, tmp_path / "full", method))
-    train(tiny(fmnist_npz, tmp_path / "split", method), stop_after=3)
-    train(tiny(fmnist_npz, tmp_path / "split", method), resume=True)
-    a = load_file(str(tmp_path / "full" / "encoder" / "encoder.safetensors"))
-    b = load_file(str(tmp_path / "split" / "encoder" / "encoder.safetensors"))
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
-    sa = torch.load(tmp_path / "full" / "checkpoints" / "step-00000006.pt", weights_only=True)["method"]
-    sb = torch.load(tmp_path / "split" / "checkpoints" / "step-00000006.pt", weights_only=True)["method"]
-    assert sa.keys() == sb.keys()
-    for key in sa:
-        assert torch.equal(sa[key], sb[key]), key
+    sa = assert_resume_bit_identical(lambda out: tiny(fmnist_npz, out, method), tmp_path)
     state = "center" if method == "dino" else "queue"
     assert sa[state].abs().sum() > 0  # the state really moved (SwAV: the queue is full and in use from step 2)
 
