@@ -65,7 +65,7 @@ def ours(steps: int, precision: str, out: Path, seed: int = 0) -> dict:
         "data.name=fashion-mnist", f"out={out}", f"train.steps={steps}", "train.batch_size=256",
         f"train.precision={precision}", f"train.seed={seed}", "train.progress=false", f"train.checkpoint_every={steps}",
         "views.preset=fmnist", "method.name=simclr", "method.temperature=0.2", "method.hidden_dim=512",
-        "method.out_dim=128", "optim.name=adamw", "optim.lr=0.002", "optim.weight_decay=0.0001",
+        "method.out_dim=128", "method.last_norm=true", "optim.name=adamw", "optim.lr=0.002", "optim.weight_decay=0.0001",
         "optim.schedule=constant", "optim.warmup_steps=0"])
     run = train(cfg)
     train_set = run.train_set

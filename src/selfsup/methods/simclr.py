@@ -27,12 +27,15 @@ class SimCLR(Method):
     family = "contrastive"
     views = {"n_global": 2, "n_local": 0}
 
-    def __init__(self, backbone: nn.Module, hidden_dim: int = 512, out_dim: int = 128, temperature: float = 0.5):
+    def __init__(self, backbone: nn.Module, hidden_dim: int = 512, out_dim: int = 128, temperature: float = 0.5,
+                 last_norm: bool = False):
         super().__init__(backbone)
         if temperature <= 0:
             raise ConfigError(f"simclr temperature must be positive, got {temperature}.", "use e.g. 0.1-0.5.")
         self.temperature = temperature
-        self.projector = mlp([backbone.dim, hidden_dim, out_dim])
+        # last_norm: BatchNorm on the projection too, as in SimCLR v2 (arXiv:2006.10029) and
+        # LightlySSL's SimCLRProjectionHead; the fmnist-cpu benchmark sets it to match the peer.
+        self.projector = mlp([backbone.dim, hidden_dim, out_dim], last_norm="bn" if last_norm else False)
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         # One pass over both views (2B images): half the kernel launches of two passes.
