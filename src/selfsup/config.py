@@ -41,6 +41,9 @@ class BackboneConfig:
 class MethodConfig:
     name: str = "simclr"
     options: dict = field(default_factory=dict)  # constructor kwargs, e.g. {temperature: 0.2}
+    # auxiliary objectives added to the method's loss (`selfsup methods` lists them), each a mapping
+    # {name: ..., weight: ..., <options>}, e.g. aux: [{name: augaware, weight: 0.1}]
+    aux: tuple[dict, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 from .errors import ConfigError, closest
 
-KINDS = ("method", "backbone", "protocol")
+KINDS = ("method", "backbone", "protocol", "auxiliary")
 _REGISTRY: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
 
 
@@ -37,6 +37,8 @@ def _load(kind: str) -> None:
         from . import backbones  # noqa: F401
     elif kind == "protocol":
         from . import evaluate  # noqa: F401
+    elif kind == "auxiliary":
+        from . import auxiliaries  # noqa: F401
 
 
 def get(kind: str, name: str) -> Any:

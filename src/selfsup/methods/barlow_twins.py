@@ -31,10 +31,13 @@ class BarlowTwins(Method):
         super().__init__(backbone)
         self.lambda_offdiag = lambda_offdiag
         self.projector = mlp([backbone.dim, hidden_dim, hidden_dim, out_dim])
+        self.embedding_dim = out_dim
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
-        z = self.projector(self.backbone(torch.cat(batch.views[:2])))  # (2B, out_dim): both views in one pass
+        h = self.backbone(torch.cat(batch.views[:2]))  # (2B, D): both views in one pass
+        z = self.projector(h)  # (2B, out_dim)
         c = cross_correlation(*z.chunk(2))  # (out_dim, out_dim)
         # The terms of losses.redundancy.barlow_twins, kept apart to log them without a second matmul.
         on_diag, off_diag = on_diagonal_loss(c), off_diagonal_loss(c)
-        return {"loss": on_diag + self.lambda_offdiag * off_diag, "on_diag": on_diag.detach(), "off_diag": off_diag.detach()}
+        return {"loss": on_diag + self.lambda_offdiag * off_diag, "on_diag": on_diag.detach(), "off_diag": off_diag.detach(),
+                "features": h, "embeddings": z}

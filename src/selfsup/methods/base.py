@@ -4,6 +4,21 @@ A method is an ``nn.Module`` that owns its backbone (``self.backbone``), heads, 
 hyper-parameters and any state (teacher, queue, prototypes: registered buffers/modules, so they
 are part of the checkpoint). The trainer calls ``forward(batch)`` once per step and
 ``on_step_end(progress)`` after the optimizer step; it knows nothing else about the method.
+Before the first step (of a fresh or a resumed run, before the checkpoint is loaded) it calls
+``prepare(data)`` once with the whole training set, for methods that need a pass over the data
+(G-SimCLR's pseudo-labels); the default does nothing. What ``prepare`` computes must be
+deterministic or stored in buffers, so that a resumed run continues exactly.
+
+What ``forward`` returns: a dict with the scalar ``loss``, detached scalars worth logging, and,
+for joint-embedding methods, two tensors auxiliary objectives (``selfsup.auxiliaries``) build on,
+both with their graph, global views in order, view-major ((view 0 of every image), (view 1 ...)):
+
+- ``features``: backbone features of the global views, (n_global * B, D);
+- ``embeddings``: the (online) projector's outputs for them, (n_global * B, ``embedding_dim``).
+
+An asymmetric method may cover fewer views (MoCo v2 passes only view 0 through its online
+encoder: (B, D)); an auxiliary reads the number of views covered as ``len(features) // B``.
+``aux_outputs`` names the keys a method returns; MAE returns none, DINO only ``features``.
 
 Class attributes a method sets:
 
@@ -21,6 +36,20 @@ from typing import ClassVar
 
 import torch
 from torch import nn
+
+
+@dataclass
+class TrainData:
+    """What ``Method.prepare`` sees: the whole training set on the training device.
+
+    images: uint8 (N, C, H, W); labels: (N,) int64 or None; mean, std: per-channel floats of the
+    [0, 1]-scaled pixels (the normalization the views use).
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor | None
+    mean: list[float]
+    std: list[float]
 
 
 @dataclass
@@ -47,9 +76,16 @@ class Method(nn.Module):
     views: ClassVar[dict] = {"n_global": 2, "n_local": 0}
     needs_labels: ClassVar[bool] = False
 
+    aux_outputs: ClassVar[tuple[str, ...]] = ("features", "embeddings")
+    embedding_dim: int | None = None  # width of the ``embeddings`` forward returns (set by methods that return them)
+
     def __init__(self, backbone: nn.Module):
         super().__init__()
         self.backbone = backbone
+
+    @torch.no_grad()
+    def prepare(self, data: TrainData) -> None:
+        """One pass over the training set before training (see the module docstring)."""
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         """Return a dict with a scalar ``loss`` and anything worth logging (scalars, detached)."""

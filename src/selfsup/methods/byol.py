@@ -42,6 +42,7 @@ class BYOL(Method):
         self.base_momentum, self.final_momentum = base_momentum, final_momentum
         self.projector = mlp([backbone.dim, hidden_dim, out_dim])
         self.predictor = mlp([out_dim, pred_hidden_dim, out_dim])
+        self.embedding_dim = out_dim
         self.teacher = frozen_copy(nn.Sequential(backbone, self.projector))
 
     def momentum_at(self, progress: float) -> float:
@@ -50,11 +51,13 @@ class BYOL(Method):
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         x = torch.cat(batch.views[:2])  # (2B, C, H, W): both views in one pass
-        p1, p2 = self.predictor(self.projector(self.backbone(x))).chunk(2)  # (B, out_dim) each
+        h = self.backbone(x)  # (2B, D)
+        z = self.projector(h)  # (2B, out_dim)
+        p1, p2 = self.predictor(z).chunk(2)  # (B, out_dim) each
         with torch.no_grad():
             t1, t2 = self.teacher(x).chunk(2)  # (B, out_dim) each
         loss = byol_loss(p1, t2) + byol_loss(p2, t1)
-        return {"loss": loss, "momentum": torch.tensor(self.momentum_at(batch.progress))}
+        return {"loss": loss, "momentum": torch.tensor(self.momentum_at(batch.progress)), "features": h, "embeddings": z}
 
     @torch.no_grad()
     def on_step_end(self, progress: float) -> None:

@@ -30,13 +30,16 @@ class DCL(Method):
             raise ConfigError(f"{self.registered_name} temperature must be positive, got {temperature}.", "use e.g. 0.1.")
         self.temperature = temperature
         self.projector = mlp([backbone.dim, hidden_dim, out_dim])
+        self.embedding_dim = out_dim
 
     def loss(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
         return dcl(z1, z2, self.temperature)
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
-        z1, z2 = self.projector(self.backbone(torch.cat(batch.views[:2]))).chunk(2)  # (B, out_dim) each
-        return {"loss": self.loss(z1, z2)}
+        h = self.backbone(torch.cat(batch.views[:2]))  # (2B, D)
+        z = self.projector(h)  # (2B, out_dim)
+        z1, z2 = z.chunk(2)  # (B, out_dim) each
+        return {"loss": self.loss(z1, z2), "features": h, "embeddings": z}
 
 
 @register("method", "dclw")

@@ -75,6 +75,7 @@ class DINO(Method):
     paper = ("Caron, Touvron, Misra, Jégou, Mairal, Bojanowski, Joulin. Emerging Properties in Self-Supervised "
              "Vision Transformers. ICCV 2021, arXiv:2104.14294")
     family = "distillation"
+    aux_outputs = ("features",)  # what auxiliaries can read from its forward (see methods.base)
     views = {"n_global": 2, "n_local": 6}
 
     def __init__(self, backbone: nn.Module, hidden_dim: int = 2048, bottleneck_dim: int = 256, out_dim: int = 4096,
@@ -128,7 +129,8 @@ class DINO(Method):
         loss = dino_loss(student, teacher, self.center, self.student_temperature, temperature)
         if self.training:
             self.center.copy_(dino_center(self.center, teacher, self.center_momentum))
-        return {"loss": loss, "teacher_temperature": torch.tensor(temperature)}
+        # The head's output is K prototype scores, not an embedding; auxiliaries get the features only.
+        return {"loss": loss, "teacher_temperature": torch.tensor(temperature), "features": feats[0]}
 
     @torch.no_grad()
     def on_step_end(self, progress: float) -> None:

@@ -32,6 +32,7 @@ class MAE(Method):
     paper = ("He, Chen, Xie, Li, Dollár, Girshick. Masked Autoencoders Are Scalable Vision Learners. "
              "CVPR 2022, arXiv:2111.06377")
     family = "masked"
+    aux_outputs = ()  # what auxiliaries can read from its forward (see methods.base)
     views = {"n_global": 1, "n_local": 0}
 
     def __init__(self, backbone: nn.Module, mask_ratio: float = 0.75, decoder_dim: int = 512, decoder_depth: int = 8,

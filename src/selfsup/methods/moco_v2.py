@@ -47,6 +47,7 @@ class MoCoV2(Method):
             raise ConfigError(f"moco_v2 momentum must be in [0, 1], got {momentum}.", "use e.g. 0.99 or 0.999.")
         self.temperature, self.momentum, self.symmetric = temperature, momentum, symmetric
         self.projector = mlp([backbone.dim, hidden_dim, out_dim], norm=None)
+        self.embedding_dim = out_dim
         self.key_encoder = frozen_copy(nn.Sequential(backbone, self.projector))
         self.queue = FeatureQueue(queue_size, out_dim, filled=True)
         self._new_keys: torch.Tensor | None = None  # this step's keys, enqueued after the optimizer step
@@ -60,19 +61,22 @@ class MoCoV2(Method):
         negatives = self.queue.entries  # (Q, D): this step's keys join only after the optimizer step
         if self.symmetric:
             x = torch.cat([x1, x2])  # (2B, C, H, W)
-            q1, q2 = self.projector(self.backbone(x)).chunk(2)  # (B, out_dim) each
+            h = self.backbone(x)  # (2B, D)
+            z = self.projector(h)  # (2B, out_dim)
+            q1, q2 = z.chunk(2)  # (B, out_dim) each
             with torch.no_grad():
                 k1, k2 = self.key_encoder(x).chunk(2)
             loss = 0.5 * (info_nce(q1, k2, self.temperature, negatives) + info_nce(q2, k1, self.temperature, negatives))
             keys = torch.cat([k1, k2])
         else:
-            q = self.projector(self.backbone(x1))  # (B, out_dim)
+            h = self.backbone(x1)  # (B, D): only the first view goes through the online encoder
+            z = q = self.projector(h)  # (B, out_dim)
             with torch.no_grad():
                 keys = self.key_encoder(x2)  # (B, out_dim)
             loss = info_nce(q, keys, self.temperature, negatives)
         if self.training:
             self._new_keys = F.normalize(keys.float(), dim=1)
-        return {"loss": loss}
+        return {"loss": loss, "features": h, "embeddings": z}
 
     @torch.no_grad()
     def on_step_end(self, progress: float) -> None:

@@ -47,6 +47,7 @@ class MoCoV3(Method):
         dims = [backbone.dim] + [hidden_dim] * (proj_layers - 1) + [out_dim]
         self.projector = mlp(dims, last_norm="bn_noaffine", bias_last=False)
         self.predictor = mlp([out_dim, hidden_dim, out_dim], bias_last=False)
+        self.embedding_dim = out_dim
         self.momentum_encoder = frozen_copy(nn.Sequential(backbone, self.projector))
 
     def momentum_at(self, progress: float) -> float:
@@ -55,11 +56,13 @@ class MoCoV3(Method):
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         x = torch.cat(batch.views[:2])  # (2B, C, H, W)
-        q1, q2 = self.predictor(self.projector(self.backbone(x))).chunk(2)  # (B, out_dim) each
+        h = self.backbone(x)  # (2B, D)
+        z = self.projector(h)  # (2B, out_dim)
+        q1, q2 = self.predictor(z).chunk(2)  # (B, out_dim) each
         with torch.no_grad():
             k1, k2 = self.momentum_encoder(x).chunk(2)  # (B, out_dim) each
         loss = moco_v3_loss(q1, q2, k1, k2, self.temperature)
-        return {"loss": loss, "momentum": torch.tensor(self.momentum_at(batch.progress))}
+        return {"loss": loss, "momentum": torch.tensor(self.momentum_at(batch.progress)), "features": h, "embeddings": z}
 
     @torch.no_grad()
     def on_step_end(self, progress: float) -> None:

@@ -44,18 +44,20 @@ class NNCLR(Method):
         self.temperature = temperature
         self.projector = mlp([backbone.dim, hidden_dim, hidden_dim, out_dim], last_norm=True)
         self.predictor = mlp([out_dim, pred_hidden_dim, out_dim])
+        self.embedding_dim = out_dim
         self.support = FeatureQueue(support_size, out_dim, filled=False)
         self._new_entries: torch.Tensor | None = None  # this step's projections, enqueued after the optimizer step
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
-        z = self.projector(self.backbone(torch.cat(batch.views[:2])))  # (2B, out_dim)
+        h = self.backbone(torch.cat(batch.views[:2]))  # (2B, D)
+        z = self.projector(h)  # (2B, out_dim)
         p1, p2 = self.predictor(z).chunk(2)  # (B, out_dim) each
         z1, z2 = z.chunk(2)
         nn1, nn2 = self.support.nearest(z1), self.support.nearest(z2)  # (B, out_dim) each, no gradient
         loss = nnclr_loss(nn1, nn2, p1, p2, self.temperature)
         if self.training:
             self._new_entries = F.normalize(z1.detach().float(), dim=1)
-        return {"loss": loss}
+        return {"loss": loss, "features": h, "embeddings": z}
 
     @torch.no_grad()
     def on_step_end(self, progress: float) -> None:

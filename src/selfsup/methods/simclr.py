@@ -36,9 +36,11 @@ class SimCLR(Method):
         # last_norm: BatchNorm on the projection too, as in SimCLR v2 (arXiv:2006.10029) and
         # LightlySSL's SimCLRProjectionHead; the fmnist-cpu benchmark sets it to match the peer.
         self.projector = mlp([backbone.dim, hidden_dim, out_dim], last_norm="bn" if last_norm else False)
+        self.embedding_dim = out_dim
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         # One pass over both views (2B images): half the kernel launches of two passes.
-        z = self.projector(self.backbone(torch.cat(batch.views[:2])))  # (2B, out_dim)
+        h = self.backbone(torch.cat(batch.views[:2]))  # (2B, D)
+        z = self.projector(h)  # (2B, out_dim)
         z1, z2 = z.chunk(2)  # (B, out_dim) each
-        return {"loss": nt_xent(z1, z2, temperature=self.temperature)}
+        return {"loss": nt_xent(z1, z2, temperature=self.temperature), "features": h, "embeddings": z}

@@ -36,9 +36,11 @@ class SimSiam(Method):
         # The output Linear feeds a BatchNorm, so its bias would be dead weight.
         self.projector = mlp([backbone.dim, hidden_dim, hidden_dim, out_dim], last_norm="bn_noaffine", bias_last=False)
         self.predictor = mlp([out_dim, pred_hidden_dim, out_dim])
+        self.embedding_dim = out_dim
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
-        z = self.projector(self.backbone(torch.cat(batch.views[:2])))  # (2B, out_dim)
+        h = self.backbone(torch.cat(batch.views[:2]))  # (2B, D)
+        z = self.projector(h)  # (2B, out_dim)
         p1, p2 = self.predictor(z).chunk(2)  # (B, out_dim) each
         z1, z2 = z.chunk(2)
         if self.stop_gradient:
@@ -46,4 +48,4 @@ class SimSiam(Method):
         loss = simsiam_loss(p1, p2, z1, z2)
         with torch.no_grad():
             z_std = F.normalize(z.float(), dim=1).std(dim=0).mean()
-        return {"loss": loss, "z_std": z_std}
+        return {"loss": loss, "z_std": z_std, "features": h, "embeddings": z}

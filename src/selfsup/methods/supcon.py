@@ -35,10 +35,13 @@ class SupCon(Method):
             raise ConfigError(f"supcon temperature must be positive, got {temperature}.", "use e.g. 0.1.")
         self.temperature = temperature
         self.projector = mlp([backbone.dim, hidden_dim, out_dim])
+        self.embedding_dim = out_dim
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         if batch.labels is None:
             raise DataError("supcon needs a class label for every image, and this batch has none.",
                             "train it on a labelled dataset (class subfolders, or an .npz with 'y'), or use a self-supervised method.")
-        z1, z2 = self.projector(self.backbone(torch.cat(batch.views[:2]))).chunk(2)  # (B, out_dim) each
-        return {"loss": supcon(z1, z2, batch.labels, self.temperature)}
+        h = self.backbone(torch.cat(batch.views[:2]))  # (2B, D)
+        z = self.projector(h)  # (2B, out_dim)
+        z1, z2 = z.chunk(2)  # (B, out_dim) each
+        return {"loss": supcon(z1, z2, batch.labels, self.temperature), "features": h, "embeddings": z}

@@ -54,6 +54,7 @@ class SwAV(Method):
         self.queue_start, self.freeze_prototypes = queue_start, freeze_prototypes
         self.projector = mlp([backbone.dim, hidden_dim, out_dim])
         self.prototypes = nn.Linear(out_dim, n_prototypes, bias=False)  # weight (K, out_dim)
+        self.embedding_dim = out_dim
         self.normalize_prototypes()
         n_global = self.views["n_global"]
         # (2, Q, out_dim): past projections of each global view, newest first; rows of zeros are not filled yet.
@@ -96,7 +97,8 @@ class SwAV(Method):
                     z_global = z[:n_global * B].detach().view(n_global, B, -1)  # (2, B, out_dim)
                     self.queue.copy_(torch.cat([z_global, self.queue], dim=1)[:, :Q])  # newest first
         loss = swav_loss(scores, torch.stack(codes), self.temperature)
-        return {"loss": loss, "queue_in_use": torch.tensor(float(use_queue))}
+        return {"loss": loss, "queue_in_use": torch.tensor(float(use_queue)), "features": feats[0],
+                "embeddings": z[:n_global * B]}
 
     @torch.no_grad()
     def on_step_end(self, progress: float) -> None:

@@ -31,12 +31,16 @@ class VICReg(Method):
         super().__init__(backbone)
         self.sim_coeff, self.std_coeff, self.cov_coeff = sim_coeff, std_coeff, cov_coeff
         self.expander = mlp([backbone.dim, hidden_dim, hidden_dim, out_dim])
+        self.embedding_dim = out_dim
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
-        z1, z2 = self.expander(self.backbone(torch.cat(batch.views[:2]))).chunk(2)  # (B, out_dim) each
+        h = self.backbone(torch.cat(batch.views[:2]))  # (2B, D)
+        z = self.expander(h)  # (2B, out_dim)
+        z1, z2 = z.chunk(2)  # (B, out_dim) each
         # The terms of losses.redundancy.vicreg, kept apart so each can be logged.
         inv = invariance(z1, z2)
         var = (variance(z1) + variance(z2)) / 2
         cov = covariance(z1) + covariance(z2)
         loss = self.sim_coeff * inv + self.std_coeff * var + self.cov_coeff * cov
-        return {"loss": loss, "invariance": inv.detach(), "variance": var.detach(), "covariance": cov.detach()}
+        return {"loss": loss, "invariance": inv.detach(), "variance": var.detach(), "covariance": cov.detach(),
+                "features": h, "embeddings": z}

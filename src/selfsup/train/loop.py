@@ -20,12 +20,12 @@ from pathlib import Path
 import torch
 import yaml
 
-from .. import registry
+from .. import auxiliaries, registry
 from ..backbones.base import build_backbone
 from ..config import RunConfig, from_dict, to_dict
 from ..encoder import Encoder, save_encoder
 from ..errors import ConfigError, DataError, NonFiniteLossError
-from ..methods.base import Batch, Method
+from ..methods.base import Batch, Method, TrainData
 from .checkpoint import atomic_write, latest_checkpoint, load_checkpoint, save_checkpoint
 from .hardware import autocast, flush_denormal, resolve_device, resolve_precision
 from .optim import build_optimizer
@@ -205,13 +205,19 @@ def _train(config: RunConfig, resume: bool, stop_after: int | None) -> RunResult
     mean, std = train_set.mean_std()
     channels, size = train_set.channels, train_set.image_size[0]
     backbone = build_backbone(config.backbone.name, in_channels=channels, image_size=size, **config.backbone.options)
-    method = method_cls(backbone, **config.method.options).to(device)
+    method = method_cls(backbone, **config.method.options)
+    auxiliaries.attach(method, config.method.aux)
+    method = method.to(device)
     memory_format = torch.channels_last if cfg_t.channels_last else torch.contiguous_format
     method = method.to(memory_format=memory_format)
     views = build_views(config, method_cls, channels, size, mean, std)
     optimizer = build_optimizer(method, config.optim.name, config.optim.lr, config.optim.weight_decay,
                                 config.optim.momentum, config.optim.betas, config.optim.lars_eta)
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+
+    images = train_set.images.to(device)
+    labels = train_set.labels.to(device) if train_set.labels is not None else None
+    method.prepare(TrainData(images, labels, list(mean), list(std)))
 
     start = 0
     if resume and latest is not None:
@@ -223,8 +229,6 @@ def _train(config: RunConfig, resume: bool, stop_after: int | None) -> RunResult
         start = int(state["step"])
         print(f"resumed from {latest} at step {start}", file=sys.stderr)
 
-    images = train_set.images.to(device)
-    labels = train_set.labels.to(device) if train_set.labels is not None else None
     order = EpochOrder(len(train_set), cfg_t.batch_size, cfg_t.seed, device)
     generator = torch.Generator(device=device)
     monitor = None
@@ -274,7 +278,8 @@ def _train(config: RunConfig, resume: bool, stop_after: int | None) -> RunResult
         if buffers:
             torch._foreach_copy_(buffer_backup, buffers)
         with autocast(device, dtype):
-            out = method(batch)
+            auxiliaries.before(method, batch)
+            out = auxiliaries.add_losses(method, batch, method(batch))
         loss = out["loss"]
         if not torch.isfinite(loss.detach()).item():
             if buffers:
@@ -302,6 +307,7 @@ def _train(config: RunConfig, resume: bool, stop_after: int | None) -> RunResult
         else:
             optimizer.step()
         method.on_step_end((step + 1) / total)
+        auxiliaries.on_step_end(method, (step + 1) / total)
         dt = time.perf_counter() - t0
         train_time += dt
         train_images += len(index)
@@ -310,7 +316,7 @@ def _train(config: RunConfig, resume: bool, stop_after: int | None) -> RunResult
         if done % cfg_t.log_every == 0 or done == end:
             now = time.perf_counter()
             record = {"step": done, "lr": lr, "images_per_s": window_n / max(now - window_t, 1e-9)}
-            record.update({k: _scalar(v) for k, v in out.items()})
+            record.update({k: _scalar(v) for k, v in out.items() if not torch.is_tensor(v) or v.dim() == 0})
             window_t, window_n = now, 0
         else:
             record = None
