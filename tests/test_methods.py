@@ -27,6 +27,7 @@ TOKEN_FAMILIES = {"masked"}  # families whose methods need forward_tokens / patc
 SMOKE_OPTIONS = {
     "byol": dict(hidden_dim=128, pred_hidden_dim=128, out_dim=64),
     "barlow_twins": dict(hidden_dim=128, out_dim=128),
+    "mixed_barlow_twins": dict(hidden_dim=128, out_dim=128),
     "vicreg": dict(hidden_dim=128, out_dim=128),
     "mae": dict(decoder_dim=32, decoder_depth=1, decoder_heads=2),
     "moco_v2": dict(hidden_dim=128, out_dim=64, queue_size=512),
