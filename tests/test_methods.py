@@ -29,6 +29,7 @@ SMOKE_OPTIONS = {
     "barlow_twins": dict(hidden_dim=128, out_dim=128),
     "mixed_barlow_twins": dict(hidden_dim=128, out_dim=128),
     "vicreg": dict(hidden_dim=128, out_dim=128),
+    "groco": dict(hidden_dim=64, out_dim=64, steepness=4.0),
     "mae": dict(decoder_dim=32, decoder_depth=1, decoder_heads=2),
     "moco_v2": dict(hidden_dim=128, out_dim=64, queue_size=512),
     "moco_v3": dict(hidden_dim=128, out_dim=64),
