@@ -171,3 +171,24 @@ def supcon(z1: torch.Tensor, z2: torch.Tensor, labels: torch.Tensor, temperature
     same = (y[:, None] == y[None, :]) & ~torch.eye(len(y), dtype=torch.bool, device=y.device)  # (2B, 2B) P(i)
     per_anchor = -log_prob.masked_fill(~same, 0.0).sum(1) / same.sum(1)  # (2B,)
     return per_anchor.mean()
+
+
+@full_precision
+def masked_nt_xent(z1: torch.Tensor, z2: torch.Tensor, groups: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
+    """NT-Xent whose denominator leaves out the other images of the anchor's group (pseudo-label).
+
+    G-SimCLR: Chakraborty, Gosthipaty, Paul 2020, "G-SimCLR: Self-Supervised Contrastive Learning
+    with Guided Projection via Pseudo Labelling", ICDM Workshops 2020, arXiv:2009.12007: images that
+    share a pseudo-label are likely of one class, so they should not be pushed apart as negatives.
+
+    z1, z2: (B, D) two views; row i of z1 and row i of z2 are the positive pair. groups: (B,) int
+    group of each image. For each of the 2B anchors i with partner i+ and s the cosine:
+    -s(i, i+)/t + log( exp(s(i, i+)/t) + sum_{k != i, i+, group(k) != group(i)} exp(s(i, k)/t) );
+    mean over the 2B anchors. The partner always stays in the denominator; with all groups distinct
+    this is ``nt_xent``. An anchor whose every negative shares its group contributes log 1 = 0.
+    """
+    logits, positive = _two_view_logits(z1, z2, temperature)  # (2B, 2B) self = -inf, (2B,)
+    g = torch.cat([groups, groups])  # (2B,)
+    same = g[:, None] == g[None, :]  # (2B, 2B): self, partner and same-group negatives
+    same[torch.arange(len(g), device=g.device), positive] = False  # the positive pair stays
+    return F.cross_entropy(logits.masked_fill(same, float("-inf")), positive)
