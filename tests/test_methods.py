@@ -40,6 +40,7 @@ SMOKE_OPTIONS = {
     # official code's default) leave the student-learns-the-teacher part visible.
     "dino": dict(hidden_dim=128, bottleneck_dim=64, out_dim=256, teacher_temperature=0.04, center_momentum=0.99),
     "swav": dict(hidden_dim=128, out_dim=64, n_prototypes=64, queue_length=0),
+    "msbreg": dict(hidden_dim=128, pred_hidden_dim=128, out_dim=64),
 }
 
 

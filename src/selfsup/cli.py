@@ -70,6 +70,12 @@ def _methods() -> None:
         cls = registry.get("method", name)
         defaults = ", ".join(f"{k}={v!r}" for k, v in registry.defaults(cls).items())
         print(f"{name}  [{cls.family}]\n    paper: {cls.paper}\n    defaults: {defaults or '(none)'}")
+    print("\nauxiliary objectives (add to a method with method.aux=[{name: ..., weight: ...}]):")
+    for name in registry.names("auxiliary"):
+        cls = registry.get("auxiliary", name)
+        defaults = ", ".join(f"{k}={v!r}" for k, v in registry.defaults(cls).items() if k != "method")
+        print(f"{name}  [weight {cls.default_weight}, reads {', '.join(cls.needs)}]\n    paper: {cls.paper}\n"
+              f"    defaults: {defaults or '(none)'}")
 
 
 def _datasets() -> None:

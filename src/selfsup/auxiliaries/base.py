@@ -68,9 +68,13 @@ def attach(method: Method, specs) -> Method:
         if missing:
             raise ConfigError(f"auxiliary {name!r} needs the method's {', '.join(missing)}, which method {method_name!r} does not provide.",
                               "use it with a joint-embedding method such as simclr, byol, barlow_twins or vicreg.")
-        weight = float(spec.get("weight", cls.default_weight))
-        if weight < 0:
-            raise ConfigError(f"method.aux[{i}].weight must be >= 0, got {weight}.", "use a non-negative weight.")
+        raw = spec.get("weight", cls.default_weight)
+        try:
+            weight = float(raw)
+        except (TypeError, ValueError):
+            weight = float("nan")
+        if not 0 <= weight < float("inf"):  # also refuses NaN, infinity and non-numbers
+            raise ConfigError(f"method.aux[{i}].weight must be >= 0, got {raw!r}.", "use a finite, non-negative weight.")
         auxiliaries[name] = cls(method, **options)
         weights[name] = weight
     method.auxiliaries = auxiliaries
