@@ -17,7 +17,8 @@ from selfsup.views.crop import sample_boxes
 # Crop = the whole image, nothing else: the starting point for exact checks of single operations.
 IDENTITY = ImageViewConfig(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_p=0.0, jitter_p=0.0, grayscale_p=0.0,
                            n_global=1)
-KEYS = {"crop", "flip", "brightness", "contrast", "saturation", "hue", "jitter", "grayscale", "blur_sigma", "solarize"}
+KEYS = {"crop", "flip", "brightness", "contrast", "saturation", "hue", "jitter", "grayscale", "blur_sigma", "solarize",
+        "bss", "bss_ref", "bss_ratio"}  # Batch Styles Standardization: identity (0, -1, 0) unless views.bss_p > 0
 
 
 def images(b=4, c=3, h=12, w=12, seed=0):

@@ -13,18 +13,32 @@ per-sample parameters, no loop over samples:
    plain vector and costs nothing measurable in quality), clamping to [0, 1] after each, as
    torchvision does; hue is a rotation in YIQ space (``color.py``);
 3. grayscale, Gaussian blur, solarize (BYOL's order);
-4. normalization with the dataset's mean and std.
+4. with probability ``bss_p`` per view (off by default): Batch Styles Standardization (Scalbert et
+   al., ICLR 2024, arXiv:2303.06088; ``fourier.py``). Each view is one batch of B augmented images;
+   one of them is drawn as the style reference and every image of that view gets its low-frequency
+   Fourier amplitude (a centred box of area ratio r, r uniform in ``bss_ratio``, interpolated by
+   ``bss_mix``; 1 = replaced, as in the paper) while keeping its own phase, then is clamped to
+   [0, 1]. Each view draws its own reference and r, as the paper standardizes each view (column
+   of the B x V grid of views) separately: the images of one view share a style, the views of one
+   image usually get different ones. It comes last, on the fully augmented views, as the paper
+   applies it to the batch of views; the paper's Algorithm 1 has no probability, every batch is
+   standardized (``bss_p = 1``). Any channel count (per channel);
+5. normalization with the dataset's mean and std.
 
 All randomness is one ``torch.rand`` per group of views from the caller's generator, a fixed
 number of numbers per sample whatever the outcome, so the same generator state gives the same
-views bit for bit (exact resume) and the parameters returned are exactly the ones applied.
+views bit for bit (exact resume) and the parameters returned are exactly the ones applied. When
+``bss_p > 0``, one more ``torch.rand`` of 3 numbers per view (apply, r, reference) follows the
+groups' draws, so every other parameter is the same as with BSS off for the same generator state.
 
 Parameters per view (all float32 on the images' device; identity values where not applied):
 ``crop`` (B, 4) (center_y, center_x, height, width) as fractions of the image; ``flip`` (B,) 0/1;
 ``jitter`` (B,) 0/1; ``brightness``, ``contrast``, ``saturation`` (B,) factors (1 = identity);
 ``hue`` (B,) shift in turns (0 = identity); ``grayscale`` (B,) 0/1; ``blur_sigma`` (B,)
-(0 = not blurred); ``solarize`` (B,) 0/1. Saturation, hue and grayscale apply to RGB only: for
-other channel counts they are identity and their parameters say so.
+(0 = not blurred); ``solarize`` (B,) 0/1; ``bss`` (B,) 0/1 (the same for the whole view);
+``bss_ref`` (B,) index in the batch of the style reference (-1 = not applied); ``bss_ratio`` (B,) the
+box's area ratio r (0 = not applied). Saturation, hue and grayscale apply to RGB only: for other
+channel counts they are identity and their parameters say so.
 """
 from __future__ import annotations
 
@@ -37,6 +51,7 @@ from ..errors import ConfigError, DataError
 from . import color
 from .blur import gaussian_blur
 from .crop import TRIES, crop_flip, sample_boxes
+from .fourier import batch_styles_standardization
 
 # Columns of the uniform draw, per sample: crop area and ratio tries, crop position, then one
 # number per decision. Drawing all of them always keeps the generator's consumption fixed.
@@ -45,6 +60,9 @@ _RATIO = slice(TRIES, 2 * TRIES)
 _POS = slice(2 * TRIES, 2 * TRIES + 2)
 _FLIP, _JITTER, _BRIGHT, _CONTRAST, _SAT, _HUE, _GRAY, _BLUR, _SIGMA, _SOLAR = range(2 * TRIES + 2, 2 * TRIES + 12)
 _COLUMNS = 2 * TRIES + 12
+# Batch Styles Standardization draws per VIEW, not per sample, in a separate draw after the groups'.
+_BSS_APPLY, _BSS_RATIO, _BSS_REF = range(3)
+_BSS_COLUMNS = 3
 
 
 @dataclass(frozen=True)
@@ -53,6 +71,12 @@ class ImageViewConfig:
 
     ``blur_p`` and ``solarize_p`` take one float for every global view or a tuple with one value
     per global view (BYOL's asymmetric views: blur (1.0, 0.1), solarize (0.0, 0.2)).
+
+    ``bss_*``: the paper's appendix parameterizes BSS by a range (r_min, r_max) of area ratios; the
+    values it used were not in the text available to us, so (0.01, 0.1) is our choice: on 28 px
+    images a 3 x 3 to 9 x 9 box of the 28 x 28 spectrum, on 224 px 23 x 23 to 71 x 71, i.e. the
+    mean colour and the coarse intensity layout, not the texture. ``bss_ratio = (1, 1)`` with
+    ``bss_mix = 1`` gives every image the reference's whole amplitude spectrum.
     """
 
     size: int | None = None  # side of the global views; None = the input's size (no resizing for small data)
@@ -74,6 +98,9 @@ class ImageViewConfig:
     local_size: int | None = None  # side of local views; None = about 3/7 of the global size (DINO: 96 of 224), at least 8
     local_scale: tuple[float, float] = (0.05, 0.4)  # DINO's local crop scale: small parts of the image
     local_blur_p: float = 0.0  # blur probability of the local views (DINO: 0.5)
+    bss_p: float = 0.0  # Batch Styles Standardization per view (arXiv:2303.06088); off by default, the paper uses 1
+    bss_ratio: tuple[float, float] = (0.01, 0.1)  # area ratio r of the swapped low-frequency box, uniform per view; our choice, see below
+    bss_mix: float = 1.0  # amplitude interpolation inside the box: 1 = substitution (the paper), < 1 = FACT-style mix
 
     def __post_init__(self):
         # YAML gives lists; store tuples so the config stays hashable and comparable.
@@ -107,7 +134,10 @@ def _check(cfg: ImageViewConfig) -> None:
     lo, hi = _pair(cfg, "blur_sigma")
     if not 0 < lo <= hi:
         bad("blur_sigma", cfg.blur_sigma, "give (low, high) sigmas in pixels with 0 < low <= high, e.g. (0.1, 2.0).")
-    for name in ("flip_p", "jitter_p", "grayscale_p", "solarize_threshold", "local_blur_p"):
+    lo, hi = _pair(cfg, "bss_ratio")
+    if not 0 <= lo <= hi <= 1:
+        bad("bss_ratio", cfg.bss_ratio, "give (low, high) area ratios with 0 <= low <= high <= 1, e.g. (0.01, 0.1).")
+    for name in ("flip_p", "jitter_p", "grayscale_p", "solarize_threshold", "local_blur_p", "bss_p", "bss_mix"):
         if not 0 <= getattr(cfg, name) <= 1:
             bad(name, getattr(cfg, name), "use a value in [0, 1].")
     for name in ("brightness", "contrast", "saturation"):
@@ -231,25 +261,35 @@ class ImageViews:
         views, params = [], []
         groups = [(cfg.n_global, out_global, cfg.crop_scale, cfg.per_view("blur_p"), cfg.per_view("solarize_p")),
                   (cfg.n_local, (local, local), cfg.local_scale, (cfg.local_blur_p,) * cfg.n_local, (0.0,) * cfg.n_local)]
-        for n, size, scale, blur_p, solarize_p in groups:
-            if n == 0:
-                continue
-            out, drawn = self._group(x, n, size, scale, blur_p, solarize_p, generator)
+        groups = [g for g in groups if g[0] > 0]
+        # Every group's per-sample draw first, in order, then BSS's per-view draw: the same generator
+        # state gives the same crops, colours, ... whether BSS is on or off.
+        draws = [self._uniforms(g[0] * x.shape[0], _COLUMNS, x.device, generator) for g in groups]
+        n_views = sum(g[0] for g in groups)
+        bss = self._uniforms(n_views, _BSS_COLUMNS, x.device, generator) if cfg.bss_p > 0 else None  # (V, 3)
+        first = 0
+        for (n, size, scale, blur_p, solarize_p), u in zip(groups, draws):
+            out, drawn = self._group(x, u, n, size, scale, blur_p, solarize_p,
+                                     None if bss is None else bss[first:first + n])
+            first += n
             views.extend(out.chunk(n))
             chunks = {key: value.chunk(n) for key, value in drawn.items()}
             params.extend({key: chunks[key][v] for key in chunks} for v in range(n))
         return views, params
 
-    def _uniforms(self, rows: int, device: torch.device, generator: torch.Generator | None) -> torch.Tensor:
+    @staticmethod
+    def _uniforms(rows: int, columns: int, device: torch.device, generator: torch.Generator | None) -> torch.Tensor:
         if generator is None:
-            return torch.rand(rows, _COLUMNS, device=device)
-        return torch.rand(rows, _COLUMNS, generator=generator, device=generator.device).to(device)
+            return torch.rand(rows, columns, device=device)
+        return torch.rand(rows, columns, generator=generator, device=generator.device).to(device)
 
-    def _group(self, x, n, size, scale, blur_p, solarize_p, generator):
-        """n views of x (B, C, H, W) at one output size, batched as (n*B, ...) view-major."""
+    def _group(self, x, u, n, size, scale, blur_p, solarize_p, bss):
+        """n views of x (B, C, H, W) at one output size, batched as (n*B, ...) view-major.
+
+        u (n*B, _COLUMNS): row v*B + i = view v of sample i; bss (n, _BSS_COLUMNS) per view, or None (off).
+        """
         cfg = self.config
         b, c, height, width = x.shape
-        u = self._uniforms(n * b, x.device, generator)  # (n*B, _COLUMNS), row v*B + i = view v of sample i
         xr = x.repeat(n, 1, 1, 1) if n > 1 else x  # (n*B, C, H, W)
 
         boxes = sample_boxes(u[:, _AREA], u[:, _RATIO], u[:, _POS], scale, cfg.crop_ratio, height, width)
@@ -292,10 +332,29 @@ class ImageViews:
         if max(solarize_p) > 0:
             out = color.solarize(out, solar, cfg.solarize_threshold)
 
+        style = {"bss": torch.zeros_like(flip), "bss_ref": torch.full_like(flip, -1.0), "bss_ratio": torch.zeros_like(flip)}
+        if bss is not None:
+            out, style = self._standardize_styles(out, bss, n, b)
+
         scale_, shift_ = self._normalizer(x.device)
         out = out.mul_(scale_).add_(shift_)  # (x - mean) / std; in place, `out` is always a fresh tensor
         return out, {"crop": boxes, "flip": flip, "brightness": bright, "contrast": contr, "saturation": sat,
-                     "hue": shift, "jitter": jitter, "grayscale": gray, "blur_sigma": sigma, "solarize": solar}
+                     "hue": shift, "jitter": jitter, "grayscale": gray, "blur_sigma": sigma, "solarize": solar,
+                     **style}
+
+    def _standardize_styles(self, out, bss, n, b):
+        """Batch Styles Standardization of each view (B rows of `out` (n*B, C, S, S)) whose draw says so."""
+        cfg = self.config
+        lo, hi = cfg.bss_ratio
+        on = bss[:, _BSS_APPLY] < cfg.bss_p  # (n,) one decision per view
+        ratio = lo + (hi - lo) * bss[:, _BSS_RATIO]  # (n,)
+        ref = (bss[:, _BSS_REF] * b).long().clamp_(max=b - 1)  # (n,) index in the batch, uniform over B
+        rows = torch.arange(n, device=out.device) * b + ref  # (n,) row of each view's reference in `out`
+        on, ratio, ref, rows = (t.repeat_interleave(b) for t in (on, ratio, ref, rows))  # (n*B,) per row
+        styled = batch_styles_standardization(out, rows, ratio, cfg.bss_mix)
+        out = torch.where(on.view(-1, 1, 1, 1), styled, out)  # views drawn "off" stay exactly as they were
+        return out, {"bss": on.float(), "bss_ref": torch.where(on, ref.float(), -1.0),
+                     "bss_ratio": torch.where(on, ratio, 0.0)}
 
     def _normalizer(self, device) -> tuple[torch.Tensor, torch.Tensor]:
         if device not in self._affine_cache:
