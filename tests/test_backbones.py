@@ -28,6 +28,7 @@ SMOKE = {
     "vit_tiny": dict(in_channels=1, image_size=28, patch_size=4, dim=64, depth=2, heads=2),
     "vit_small": dict(in_channels=3, image_size=32, patch_size=8, dim=32, depth=1, heads=4, pool="mean"),
     "timm": dict(in_channels=3, image_size=32, model="resnet18"),
+    "scatnet": dict(in_channels=1, image_size=28, width=4, blocks=1),  # needs kymatio (selfsup[scatter])
 }
 
 
@@ -48,6 +49,8 @@ def tiny_vit(**kwargs):
 def test_every_backbone_forward_backward_and_eval_determinism(name):
     if name == "timm" and not HAS_TIMM:
         pytest.skip("timm is not installed")
+    if name == "scatnet" and importlib.util.find_spec("kymatio") is None:
+        pytest.skip("kymatio is not installed")
     assert name in SMOKE, f"add a small smoke configuration for the new backbone {name!r}"
     torch.manual_seed(0)
     model = build_backbone(name, **SMOKE[name])
