@@ -40,6 +40,8 @@ SMOKE_OPTIONS = {
     # official code's default) leave the student-learns-the-teacher part visible.
     "dino": dict(hidden_dim=128, bottleneck_dim=64, out_dim=256, teacher_temperature=0.04, center_momentum=0.99),
     "swav": dict(hidden_dim=128, out_dim=64, n_prototypes=64, queue_length=0),
+    "mugs": dict(hidden_dim=128, out_dim=64, pred_hidden_dim=128, bottleneck_dim=64, n_prototypes=256,
+                 queue_size=512, memory_size=512, center_momentum=0.99),
     "msbreg": dict(hidden_dim=128, pred_hidden_dim=128, out_dim=64),
 }
 
@@ -48,6 +50,8 @@ SMOKE_OPTIONS = {
 NOT_ON_A_FIXED_BATCH = {
     "moco_v2": "its queue fills with this batch's own keys, copies of the positives, so the loss has to rise "
                "(test_contrastive_methods.py::test_moco_v2_learns_against_a_fixed_queue checks learning)",
+    "mugs": "its two queues fill with this batch's own teacher embeddings, copies of the positives, so the "
+            "InfoNCE terms have to rise (test_mugs.py::test_learns_against_fixed_queues checks learning)",
 }
 
 

@@ -174,6 +174,33 @@ def supcon(z1: torch.Tensor, z2: torch.Tensor, labels: torch.Tensor, temperature
 
 
 @full_precision
+def multi_crop_info_nce(predictions: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor,
+                        temperature: float = 0.2) -> torch.Tensor:
+    """MoCo-style InfoNCE over every pair of different views, as Mugs uses it for its instance and
+    local-group discrimination supervisions.
+
+    Zhou et al. 2022, "Mugs: A Multi-Granular Self-Supervised Learning Framework", arXiv:2203.14415
+    (Eq. 1 for instances; the same form for local-group features).
+
+    predictions: (V, B, D) student predictions, global views first; targets: (T, B, D) teacher
+    embeddings of the T global views (no gradient); negatives: (Q, D), a queue of earlier teacher
+    embeddings. All vectors are L2-normalized here. For a pair (t, v), v != t, and image i:
+    -log exp(p_vi . y_ti / tau) / (exp(p_vi . y_ti / tau) + sum_q exp(p_vi . n_q / tau)),
+    averaged over the batch; the pairs are then combined by ``crop_balanced_mean`` (global-view
+    pairs one half, local-view pairs the other). The negative scores depend only on the student
+    view, so they are computed once per view, not once per pair.
+    """
+    from .distillation import crop_balanced_mean
+
+    p = F.normalize(predictions, dim=-1)  # (V, B, D)
+    y = F.normalize(targets, dim=-1)  # (T, B, D)
+    positive = torch.einsum("vbd,tbd->tvb", p, y) / temperature  # (T, V, B)
+    negative = torch.logsumexp(p @ F.normalize(negatives, dim=-1).T / temperature, dim=-1)  # (V, B)
+    pair = (torch.logaddexp(positive, negative[None]) - positive).mean(-1)  # (T, V): batch-mean loss per pair
+    return crop_balanced_mean(pair)
+
+
+@full_precision
 def masked_nt_xent(z1: torch.Tensor, z2: torch.Tensor, groups: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
     """NT-Xent whose denominator leaves out the other images of the anchor's group (pseudo-label).
 

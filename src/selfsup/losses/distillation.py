@@ -75,3 +75,43 @@ def dino_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, center
     """
     targets = dino_targets(teacher_logits, center, teacher_temperature)
     return multi_view_cross_entropy(student_logits, targets, student_temperature)
+
+
+def crop_balanced_mean(pair_losses: torch.Tensor) -> torch.Tensor:
+    """Mugs' multi-crop average of per-pair losses: half the mean over pairs whose student view is a
+    global view, half the mean over pairs whose student view is a local view.
+
+    Zhou et al. 2022, "Mugs: A Multi-Granular Self-Supervised Learning Framework", arXiv:2203.14415
+    (the authors' code averages its large-crop and small-crop terms this way for all three losses).
+
+    pair_losses: (T, V), entry (t, v) the loss of student view v against target view t; the T target
+    views are the first T student views (the global ones) and the pairs t = v are skipped. Without
+    local views (V = T) it is the plain mean over the T (T - 1) global pairs. Returns a scalar.
+    """
+    T, V = pair_losses.shape
+    off = ~torch.eye(T, V, dtype=torch.bool, device=pair_losses.device)  # pairs of different views
+    off[:, T:] = False
+    global_mean = pair_losses[off].mean()
+    if V == T:
+        return global_mean
+    return 0.5 * (global_mean + pair_losses[:, T:].mean())
+
+
+@full_precision
+def mugs_group_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, center: torch.Tensor,
+                    student_temperature: float = 0.1, teacher_temperature: float = 0.04) -> torch.Tensor:
+    """Mugs' group discrimination loss: DINO's cross-entropy between the student's softmax and the
+    teacher's centered, sharpened softmax over prototypes, averaged with ``crop_balanced_mean``.
+
+    Zhou et al. 2022, "Mugs: A Multi-Granular Self-Supervised Learning Framework", arXiv:2203.14415
+    (group discrimination supervision; the loss is DINO's Eq. 3, arXiv:2104.14294).
+
+    student_logits: (V, B, K), global views first; teacher_logits: (T, B, K), no gradient; center: (1, K).
+    Pair (t, v): mean over the batch of ``-sum_K softmax((t - c) / tau_t) * log_softmax(s / tau_s)``.
+    Unlike ``dino_loss`` (a uniform mean over all pairs) the global-view and local-view pairs weigh
+    one half each, however many local views there are.
+    """
+    targets = dino_targets(teacher_logits, center, teacher_temperature)  # (T, B, K)
+    log_p = F.log_softmax(student_logits / student_temperature, dim=-1)  # (V, B, K)
+    pair = -torch.einsum("tbk,vbk->tv", targets, log_p) / student_logits.shape[1]  # (T, V)
+    return crop_balanced_mean(pair)
