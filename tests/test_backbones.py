@@ -116,7 +116,35 @@ def test_convnet_output_is_global_average_of_last_map():
         torch.testing.assert_close(model(x), fmap.sum(dim=(2, 3)) / 49)
 
 
+def test_convnet_forward_maps_shapes_and_last_map_pools_to_forward():
+    torch.manual_seed(0)
+    model = build_backbone("convnet6", in_channels=1, width=8).eval()
+    x = torch.randn(3, 1, 28, 28)
+    with torch.no_grad():
+        maps = model.forward_maps(x)
+        assert [tuple(m.shape) for m in maps] == [(3, 8, 28, 28), (3, 16, 14, 14), (3, 32, 7, 7)]
+        assert model.map_dims == [8, 16, 32] and model.map_dims[-1] == model.dim
+        assert torch.equal(maps[-1], model.features(x))
+        torch.testing.assert_close(maps[-1].mean(dim=(2, 3)), model(x), rtol=0, atol=0)
+    c8 = build_backbone("convnet8", in_channels=1, width=4).eval()
+    with torch.no_grad():
+        assert [m.shape[1:] for m in c8.forward_maps(torch.randn(1, 1, 16, 16))] == [
+            (4, 16, 16), (8, 8, 8), (16, 4, 4), (32, 2, 2)]
+
+
 # ---- resnet
+
+
+def test_resnet_forward_maps_are_the_four_stages():
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 32, 32)
+    for name, dims in [("resnet18", [64, 128, 256, 512]), ("resnet50", [256, 512, 1024, 2048])]:
+        model = build_backbone(name, in_channels=3, stem="cifar", zero_init_residual=False).eval()
+        assert model.map_dims == dims and model.map_dims[-1] == model.dim
+        with torch.no_grad():
+            maps = model.forward_maps(x)
+            assert [tuple(m.shape) for m in maps] == [(2, c, 32 // 2**i, 32 // 2**i) for i, c in enumerate(dims)]
+            torch.testing.assert_close(maps[-1].mean(dim=(2, 3)), model(x), rtol=0, atol=0)
 
 
 def test_resnet_parameter_counts_match_torchvision_without_fc():

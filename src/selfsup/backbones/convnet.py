@@ -37,6 +37,7 @@ class ConvNet(nn.Module):
                               "use a convnet with fewer stages or larger images.")
         layers: list[nn.Module] = []
         c_in = in_channels
+        self._stage_ends: list[int] = []  # index in `features` of each stage's last block
         for s in range(stages):
             if s > 0:
                 layers.append(nn.MaxPool2d(2))
@@ -44,8 +45,20 @@ class ConvNet(nn.Module):
             for _ in range(convs_per_stage):
                 layers.append(conv_bn_relu(c_in, c_out))
                 c_in = c_out
+            self._stage_ends.append(len(layers) - 1)
         self.features = nn.Sequential(*layers)
         self.dim = c_in
+        self.map_dims = [width * 2**s for s in range(stages)]  # channels of each forward_maps entry
+
+    def forward_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The output of every stage (before the next max-pool): `stages` maps (B, width * 2**s, H / 2**s, W / 2**s);
+        the last is the map ``forward`` averages."""
+        maps = []
+        for i, layer in enumerate(self.features):
+            x = layer(x)
+            if i in self._stage_ends:
+                maps.append(x)
+        return maps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x).mean(dim=(2, 3))  # (B, D, H', W') -> (B, D)

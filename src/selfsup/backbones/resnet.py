@@ -113,6 +113,7 @@ class ResNet(nn.Module):
                 c_in = width * block.expansion
             setattr(self, name, nn.Sequential(*layer))
         self.dim = c_in
+        self.map_dims = [64 * 2**i * block.expansion for i in range(len(LAYERS))]  # channels of forward_maps' entries
         self._init_weights(zero_init_residual)
 
     def _init_weights(self, zero_init_residual: bool) -> None:
@@ -141,6 +142,10 @@ class ResNet(nn.Module):
             if name in layers:
                 out[name] = x
         return out
+
+    def forward_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The res2..res5 stage outputs (layer1..layer4), (B, C_l, H_l, W_l) each; the last is the map ``forward`` averages."""
+        return list(self.forward_features(x, LAYERS).values())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_features(x, ("layer4",))["layer4"].mean(dim=(2, 3))  # (B, D, h, w) -> (B, D)
