@@ -165,7 +165,7 @@ def speed(args) -> None:
     dtype = resolve_precision("auto", device)
     g = torch.Generator()
     rounds: list[dict[str, float]] = []
-    with flush_denormal(True):
+    with flush_denormal():
         for r in range(args.rounds):
             rates = {}
             for name, (method, views, optimizer) in setups.items():
