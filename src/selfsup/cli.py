@@ -2,16 +2,23 @@
 
 Any error the user can fix prints one line, ``error: <what went wrong> Fix: <what to do>``, and exits
 with code 2; files already written stay as they are.
+
+Exit codes: 0 done, 2 a user error, 130 stopped by SIGINT (Ctrl-C), 143 stopped by SIGTERM. A signal
+during pretraining's steps finishes the step, saves a checkpoint and prints one line naming it and
+how to resume (``--resume``); a second signal exits at once, the last complete checkpoint intact.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 
-from .errors import SelfsupError
+from .errors import RunInterrupted, SelfsupError
 
 EXIT_USER_ERROR = 2
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # SIGINT; SIGTERM during training exits with 143 (128 + signal number)
+EXIT_CODES = ("exit codes: 0 done; 2 bad input (one line: error: ... Fix: ...); 130 SIGINT (Ctrl-C), 143 SIGTERM. "
+              "A signal while pretraining finishes the current step, saves a checkpoint and says how to resume "
+              "(--resume); a second signal exits at once, keeping the last complete checkpoint.")
 
 
 def _add_device(p):
@@ -19,10 +26,11 @@ def _add_device(p):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="selfsup", description="Self-supervised representation learning: pretrain, evaluate, embed.")
+    parser = argparse.ArgumentParser(prog="selfsup", description="Self-supervised representation learning: pretrain, evaluate, embed.",
+                                     epilog=EXIT_CODES)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("pretrain", help="pretrain an encoder, then evaluate it and write a report")
+    p = sub.add_parser("pretrain", help="pretrain an encoder, then evaluate it and write a report", epilog=EXIT_CODES)
     p.add_argument("--config", help="YAML run config (see configs/); flags below override it")
     p.add_argument("--data", help="named dataset (`selfsup datasets`), image folder, or .npy/.npz file")
     p.add_argument("--method", help="objective (`selfsup methods`), e.g. simclr")
@@ -143,8 +151,15 @@ def _number(value) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    # Paths given on the command line may hold bytes that are not UTF-8 (surrogate escapes): print
+    # them escaped, as stderr does, rather than fail on a strict stdout after the work is done.
+    if getattr(sys.stdout, "errors", None) == "strict" and hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="backslashreplace")
     try:
         code = run(argv)
+    except RunInterrupted as exc:  # a checkpoint is saved; the message says where and how to resume
+        print(exc, file=sys.stderr)
+        code = exc.exit_code
     except SelfsupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         code = EXIT_USER_ERROR

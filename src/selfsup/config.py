@@ -11,6 +11,7 @@ is validated against ``SimCLR.__init__``.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field, fields
@@ -82,6 +83,12 @@ class TrainConfig:
     monitor_queries: int = 1000  # other train images it classifies
     progress: bool = True  # progress bar on stderr
     threads: int | None = None  # torch intra-op threads; None = torch's default
+    on_nonfinite: str = "stop"  # a NaN/Inf loss or gradient: stop (saving the last good weights) | skip the step
+    max_skips: int = 10  # on_nonfinite=skip: this many bad steps in a row are skipped, the next one stops the run
+    collapse_check_every: int = 25  # collapse alarm on the step's own embeddings every N steps (0 = off); train/monitor.py
+    collapse_min_std: float = 0.05  # alarm when their std (L2-normalized, times sqrt(dim)) stays below this
+    collapse_min_rank: float = 0.05  # ... or their effective rank stays below this fraction of min(rows, dim)
+    collapse_patience: int = 3  # checks in a row below a threshold before the (single) warning
 
 
 @dataclass(frozen=True)
@@ -110,12 +117,19 @@ _OPEN_SECTIONS = {"backbone", "method", "views"}
 _RANGES = {
     "train.steps": (1, None), "train.batch_size": (1, None), "train.checkpoint_every": (1, None),
     "train.keep_checkpoints": (1, None), "train.log_every": (1, None), "train.monitor_every": (0, None),
+    "train.max_skips": (1, None), "train.collapse_check_every": (0, None), "train.collapse_min_std": (0.0, 1.0),
+    "train.collapse_min_rank": (0.0, 1.0), "train.collapse_patience": (1, None),
     "optim.lr": (0.0, None), "optim.weight_decay": (0.0, None), "optim.warmup_steps": (0, None),
     "optim.final_lr_ratio": (0.0, 1.0), "optim.momentum": (0.0, 1.0), "eval.knn_k": (1, None),
+    "data.image_size": (1, None), "train.threads": (1, None), "train.monitor_bank": (1, None),
+    "train.monitor_queries": (1, None), "eval.batch_size": (1, None), "eval.knn_temperature": (0.0, None),
+    "optim.clip_grad": (0.0, None), "optim.lars_eta": (0.0, None), "optim.betas": (0.0, 1.0),
 }
+# Bounds that the value must not equal: (low excluded, high excluded). A tuple value is checked per element.
+_EXCLUSIVE = {"eval.knn_temperature": (True, False), "optim.clip_grad": (True, False), "optim.betas": (False, True)}
 _CHOICES = {
     "optim.name": ("adamw", "sgd", "lars"), "optim.schedule": ("cosine", "constant"),
-    "train.precision": ("auto", "bf16", "fp16", "fp32"),
+    "train.precision": ("auto", "bf16", "fp16", "fp32"), "train.on_nonfinite": ("stop", "skip"),
 }
 
 
@@ -206,11 +220,18 @@ def _check_ranges(config, path: str) -> None:
     for f in fields(config):
         key_path = f"{path}.{f.name}" if path else f.name
         value = getattr(config, f.name)
+        numbers = value if isinstance(value, tuple) else (value,)
+        if any(isinstance(v, float) and not math.isfinite(v) for v in numbers):
+            raise ConfigError(f"{key_path}={value!r} is not a finite number.", "use a finite value.")
         if key_path in _RANGES and value is not None:
             low, high = _RANGES[key_path]
-            if (low is not None and value < low) or (high is not None and value > high):
-                bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
-                raise ConfigError(f"{key_path}={value!r} is out of range.", f"use a value {bounds}.")
+            open_low, open_high = _EXCLUSIVE.get(key_path, (False, False))
+            for v in numbers:
+                if (low is not None and (v < low or (open_low and v == low))) or \
+                        (high is not None and (v > high or (open_high and v == high))):
+                    above = f"{'>' if open_low else '>='} {low}"
+                    bounds = above if high is None else f"{above} and {'<' if open_high else '<='} {high}"
+                    raise ConfigError(f"{key_path}={value!r} is out of range.", f"use a value {bounds}.")
         if key_path in _CHOICES and value not in _CHOICES[key_path]:
             raise ConfigError(f"{key_path}={value!r} is not a valid choice.{closest(value, _CHOICES[key_path])}",
                               f"choose one of: {', '.join(_CHOICES[key_path])}.")
@@ -230,7 +251,89 @@ def to_dict(config) -> dict:
 
 
 def from_dict(data: dict) -> RunConfig:
-    return _build(RunConfig, data or {}, "")
+    config = _build(RunConfig, data or {}, "")
+    _check_registered(config)
+    return config
+
+
+_VIEW_PRESETS = ("auto", "fmnist", "simclr", "byol", "mae", "multicrop")  # train/loop.py build_views
+
+
+def _check_option_types(options: dict, defaults: dict, section: str) -> None:
+    """A scalar option whose kind (bool / integer / number / text) differs from its default's is an
+    error here, before the constructor meets it; None and lists are left to the constructor."""
+    for key, value in options.items():
+        default = defaults.get(key)
+        if value is None or default is None or not isinstance(value, (bool, int, float, str)):
+            continue
+        path = f"{section}.{key}"
+        if isinstance(default, bool):
+            ok, kind = isinstance(value, bool), "true or false"
+        elif isinstance(default, int):
+            ok = not isinstance(value, (bool, str)) and float(value).is_integer()
+            kind = "an integer"
+        elif isinstance(default, float):
+            ok, kind = not isinstance(value, (bool, str)) and math.isfinite(value), "a finite number"
+        elif isinstance(default, str):
+            ok, kind = isinstance(value, str), "a string"
+        else:
+            continue
+        if not ok:
+            raise ConfigError(f"{path} must be {kind} (default {default!r}), got {value!r}.",
+                              f"set {path} to {kind}, e.g. {path}={default!r}.")
+
+
+def _check_registered(config: RunConfig) -> None:
+    """Names and options that refer to registries (methods, backbones, auxiliaries, protocols) and
+    view options, checked when the config is built so that a typo fails before any data is read
+    or any file written. Values that only a constructor can judge are still checked there."""
+    import dataclasses as dc
+    import importlib
+
+    from . import registry
+
+    def registered(kind: str, name: str, path: str):
+        names = registry.names(kind)
+        if name not in names:
+            raise ConfigError(f"{path}={name!r} is not a registered {kind}.{closest(name, names)}",
+                              f"choose one of: {', '.join(names)}.")
+        return registry.get(kind, name)
+
+    def options(kind: str, cls, values: dict, section: str, skip=()) -> None:
+        valid = {k: v for k, v in registry.defaults(cls).items() if k not in skip}
+        for key in values:
+            if key not in valid:
+                raise ConfigError(f"unknown config key '{section}.{key}' for {kind} {cls.registered_name!r}.{closest(key, valid)}",
+                                  f"valid keys here: {', '.join(valid) or '(none)'}.")
+        _check_option_types(values, valid, section)
+
+    method = registered("method", config.method.name, "method.name")
+    options("method", method, config.method.options, "method")
+    backbone = registered("backbone", config.backbone.name, "backbone.name")
+    options("backbone", backbone, config.backbone.options, "backbone", skip=("in_channels", "image_size"))
+    for i, spec in enumerate(config.method.aux):
+        path = f"method.aux[{i}]"
+        if "name" not in spec:
+            raise ConfigError(f"{path} has no 'name'.", "write e.g. method.aux=[{name: augaware, weight: 0.1}].")
+        aux = registered("auxiliary", spec["name"], f"{path}.name")
+        options("auxiliary", aux, {k: v for k, v in spec.items() if k not in ("name", "weight")}, path, skip=("method",))
+        weight = spec.get("weight", 0.0)
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight < math.inf:
+            raise ConfigError(f"{path}.weight must be a finite number >= 0, got {weight!r}.", "use e.g. weight: 0.1.")
+    importlib.import_module(f"{__package__}.evaluate")  # registers the protocols (`selfsup.evaluate` is also a function)
+    for i, name in enumerate(config.eval.protocols):
+        registered("protocol", name, f"eval.protocols[{i}]")
+    if config.views.preset not in _VIEW_PRESETS:
+        raise ConfigError(f"views.preset={config.views.preset!r} is not a preset.{closest(config.views.preset, _VIEW_PRESETS)}",
+                          f"choose one of: {', '.join(_VIEW_PRESETS)}.")
+    from .views import ImageViewConfig
+
+    view_fields = {f.name: f for f in dc.fields(ImageViewConfig)}
+    for key, value in config.views.options.items():
+        if key not in view_fields:
+            raise ConfigError(f"unknown config key 'views.{key}'.{closest(key, view_fields)}",
+                              f"valid keys here: {', '.join(view_fields)}.")
+        _coerce(value, view_fields[key].type, f"views.{key}")
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import CheckpointError
+from .errors import CheckpointError, SelfsupError
 
 WEIGHTS, CONFIG = "encoder.safetensors", "encoder.json"
 
@@ -69,6 +69,7 @@ def load_encoder(path: str | os.PathLike, device: str | torch.device = "cpu") ->
     from safetensors.torch import load_file
 
     from .backbones.base import build_backbone
+    from .train.checkpoint import describe_mismatch
 
     path = Path(path)
     candidates = [path, path / "encoder", path.parent] if path.suffix != ".safetensors" else [path.parent]
@@ -81,9 +82,16 @@ def load_encoder(path: str | os.PathLike, device: str | torch.device = "cpu") ->
     try:
         config = json.loads((directory / CONFIG).read_text())
         spec = dict(config["backbone"])
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise CheckpointError(f"'{directory / CONFIG}' is not a valid encoder config ({exc}).", "re-export the encoder.") from None
-    backbone = build_backbone(spec.pop("name"), **spec)
+        name, mean, std = spec.pop("name"), list(config["mean"]), list(config["std"])
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"'{directory / CONFIG}' is not a valid encoder config ({type(exc).__name__}: {exc}).",
+                              "re-export the encoder.") from None
+    try:
+        backbone = build_backbone(name, **spec)
+    except (SelfsupError, TypeError, ValueError) as exc:  # an edited or foreign encoder.json
+        reason = exc.problem if isinstance(exc, SelfsupError) else str(exc).strip().splitlines()[0]
+        raise CheckpointError(f"'{directory / CONFIG}' describes a backbone that cannot be built: {reason.rstrip('.')}.",
+                              "load it with the encoder.json it was saved with, or re-export the encoder.") from None
     try:
         state = load_file(str(directory / WEIGHTS))
     except (SafetensorError, OSError) as exc:
@@ -92,8 +100,7 @@ def load_encoder(path: str | os.PathLike, device: str | torch.device = "cpu") ->
     try:
         backbone.load_state_dict(state)
     except RuntimeError as exc:
-        first = str(exc).strip().splitlines()
-        detail = next((line.strip() for line in first if "size mismatch" in line or "Missing" in line or "Unexpected" in line), first[0])
-        raise CheckpointError(f"'{directory / WEIGHTS}' does not match backbone {backbone.spec['name']!r}: {detail}",
+        detail = describe_mismatch(backbone.state_dict(), state) or str(exc).strip().splitlines()[0]
+        raise CheckpointError(f"'{directory / WEIGHTS}' does not match backbone {name!r} of '{directory / CONFIG}': {detail}.",
                               "load it with the encoder.json it was saved with.") from None
-    return Encoder(backbone, config["mean"], config["std"]).to(device).eval()
+    return Encoder(backbone, mean, std).to(device).eval()

@@ -5,6 +5,7 @@ and the registry-wide smoke tests then see it. Duplicate names fail loudly at im
 """
 from __future__ import annotations
 
+import importlib
 import inspect
 from typing import Any, Callable
 
@@ -36,7 +37,7 @@ def _load(kind: str) -> None:
     elif kind == "backbone":
         from . import backbones  # noqa: F401
     elif kind == "protocol":
-        from . import evaluate  # noqa: F401
+        importlib.import_module(f"{__package__}.evaluate")  # the subpackage, not api.evaluate re-exported as selfsup.evaluate
     elif kind == "auxiliary":
         from . import auxiliaries  # noqa: F401
 

@@ -131,4 +131,4 @@ def write_report(run_dir: str | os.PathLike, metrics_path: str | os.PathLike | N
         lines += _embedding_section(embeddings, class_names, figures, run_dir, embedding_method, max_points, seed)
     lines += _config_section(run_dir)
     text = "\n".join(lines).rstrip() + "\n"
-    return atomic_write(run_dir / REPORT, lambda tmp: Path(tmp).write_text(text))
+    return atomic_write(run_dir / REPORT, lambda tmp: Path(tmp).write_text(text, encoding="utf-8", errors="backslashreplace"))

@@ -24,12 +24,14 @@ from .. import auxiliaries, registry
 from ..backbones.base import build_backbone
 from ..config import RunConfig, from_dict, to_dict
 from ..encoder import Encoder, save_encoder
-from ..errors import ConfigError, DataError, NonFiniteLossError
+from ..errors import ConfigError, DataError, NonFiniteLossError, disk_error
 from ..methods.base import Batch, Method, TrainData
-from .checkpoint import atomic_write, latest_checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import atomic_write, latest_checkpoint, load_checkpoint, load_state, remove_temporaries, save_checkpoint
 from .hardware import autocast, flush_denormal, resolve_device, resolve_precision
+from .monitor import CollapseAlarm
 from .optim import build_optimizer
 from .schedules import learning_rate
+from .signals import StopSignals
 
 
 def step_seed(seed: int, step: int) -> int:
@@ -88,7 +90,9 @@ def _check_resume_config(run_dir: Path, config: RunConfig) -> None:
     saved = to_dict(from_dict(yaml.safe_load(saved_path.read_text())))
     current = to_dict(config)
     # The step budget and what happens after training may change on resume; the recipe may not.
-    ignore = {("train", "steps"), ("train", "progress"), ("train", "monitor_every"), ("eval",), ("train", "checkpoint_every")}
+    ignore = {("train", "steps"), ("train", "progress"), ("train", "monitor_every"), ("eval",), ("train", "checkpoint_every"),
+              ("train", "on_nonfinite"), ("train", "max_skips"), ("train", "collapse_check_every"),
+              ("train", "collapse_min_std"), ("train", "collapse_min_rank"), ("train", "collapse_patience")}
     diffs = []
     for section, values in current.items():
         if not isinstance(values, dict):
@@ -142,8 +146,24 @@ class RunResult:
 
 
 def _log(path: Path, record: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
+    try:
+        with open(path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+    except OSError as exc:
+        raise disk_error(exc, path, "metrics") from exc
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Keep the records of steps <= `step` (a killed run logged steps past its last checkpoint)."""
+    kept = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut by the kill
+        if isinstance(record, dict) and record.get("step", 0) <= step:
+            kept.append(line + "\n")
+    atomic_write(path, lambda tmp: Path(tmp).write_text("".join(kept), encoding="utf-8"))
 
 
 def _scalar(value) -> float:
@@ -155,12 +175,16 @@ def train(config: RunConfig, resume: bool = False, stop_after: int | None = None
 
     `stop_after` ends the loop after that many total steps without finishing the run (used by tests
     to simulate an interrupted run: a checkpoint is written, nothing else).
+
+    SIGINT or SIGTERM during the steps (main thread only) finishes the current step, saves a
+    checkpoint and raises RunInterrupted; a second signal exits the process at once with code
+    128 + signal number (see train/signals.py). The previous handlers are back when this returns.
     """
-    with flush_denormal():
-        return _train(config, resume, stop_after)
+    with flush_denormal(), StopSignals() as stop:
+        return _train(config, resume, stop_after, stop)
 
 
-def _train(config: RunConfig, resume: bool, stop_after: int | None) -> RunResult:
+def _train(config: RunConfig, resume: bool, stop_after: int | None, stop: StopSignals) -> RunResult:
     from ..data import load_dataset
 
     run_dir = Path(config.out)
@@ -195,12 +219,6 @@ def _train(config: RunConfig, resume: bool, stop_after: int | None) -> RunResult
         print(f"warning: skipped {len(train_set.skipped)} unreadable file(s) in '{config.data.name}', "
               f"e.g. {train_set.skipped[0][0]} ({train_set.skipped[0][1]}); listed in {run_dir / 'skipped.txt'}", file=sys.stderr)
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write(run_dir / "config.yaml", lambda tmp: Path(tmp).write_text(yaml.safe_dump(to_dict(config), sort_keys=False)))
-    if train_set.skipped:
-        atomic_write(run_dir / "skipped.txt", lambda tmp: Path(tmp).write_text(
-            "".join(f"{name}\t{reason}\n" for name, reason in train_set.skipped)))
-
     torch.manual_seed(cfg_t.seed)
     mean, std = train_set.mean_std()
     channels, size = train_set.channels, train_set.image_size[0]
@@ -215,15 +233,27 @@ def _train(config: RunConfig, resume: bool, stop_after: int | None) -> RunResult
                                 config.optim.momentum, config.optim.betas, config.optim.lars_eta)
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
 
+    # Written after every constructor has checked its options, so a bad option leaves no run
+    # directory; a read-only or full run directory fails here, before any training.
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write(run_dir / "config.yaml", lambda tmp: Path(tmp).write_text(yaml.safe_dump(to_dict(config), sort_keys=False)))
+        if train_set.skipped:
+            atomic_write(run_dir / "skipped.txt", lambda tmp: Path(tmp).write_text(
+                "".join(f"{name}\t{reason}\n" for name, reason in train_set.skipped), encoding="utf-8", errors="backslashreplace"))
+    except OSError as exc:
+        raise disk_error(exc, run_dir / "config.yaml", "the run configuration") from exc
+
     images = train_set.images.to(device)
     labels = train_set.labels.to(device) if train_set.labels is not None else None
     method.prepare(TrainData(images, labels, list(mean), list(std)))
 
     start = 0
     if resume and latest is not None:
+        remove_temporaries(ckpt_dir)  # left by a save that was killed
         state = load_checkpoint(latest, map_location=device)
-        method.load_state_dict(state["method"])
-        optimizer.load_state_dict(state["optimizer"])
+        load_state(method, state, "method", latest)
+        load_state(optimizer, state, "optimizer", latest)
         if scaler is not None and "scaler" in state:
             scaler.load_state_dict(state["scaler"])
         start = int(state["step"])
@@ -238,6 +268,8 @@ def _train(config: RunConfig, resume: bool, stop_after: int | None) -> RunResult
     metrics_path = run_dir / "metrics.jsonl"
     if not resume and metrics_path.exists():
         metrics_path.unlink()
+    elif resume and metrics_path.exists():
+        _truncate_metrics(metrics_path, start)  # steps after the checkpoint run again: log them once
 
     def state_at(step: int) -> dict:
         state = {"step": step, "method": method.state_dict(), "optimizer": optimizer.state_dict(),
@@ -253,13 +285,20 @@ def _train(config: RunConfig, resume: bool, stop_after: int | None) -> RunResult
         from tqdm import tqdm
         bar = tqdm(total=end, initial=start, unit="step", file=sys.stderr, dynamic_ncols=True, mininterval=1.0)
     trainable = [p for p in method.parameters() if p.requires_grad]
-    # BatchNorm statistics change in the forward pass, before the loss can be checked; a copy lets a
-    # failing step be undone so the saved "last good" state is really the last good one.
-    buffers = [b for b in method.buffers() if b.is_floating_point()]
+    # BatchNorm statistics (and batch counts, DINO centers, SwAV queues) change in the forward pass,
+    # before the loss can be checked; a copy lets a failing step be undone so the saved "last good"
+    # state is really the last good one.
+    buffers = list(method.buffers())
     buffer_backup = [b.clone() for b in buffers]
+    alarm = None
+    if cfg_t.collapse_check_every:
+        alarm = CollapseAlarm(cfg_t.collapse_check_every, cfg_t.collapse_min_std, cfg_t.collapse_min_rank,
+                              cfg_t.collapse_patience, print_fn=None if bar is None else lambda m: bar.write(m, file=sys.stderr))
+    skips = 0  # non-finite steps in a row (train.on_nonfinite=skip)
     train_time, train_images, window_t, window_n = 0.0, 0, time.perf_counter(), 0
     method.train()
     step = start
+    stop.install()
     for step in range(start, end):
         t0 = time.perf_counter()
         progress = step / total
@@ -281,33 +320,47 @@ def _train(config: RunConfig, resume: bool, stop_after: int | None) -> RunResult
             auxiliaries.before(method, batch)
             out = auxiliaries.add_losses(method, batch, method(batch))
         loss = out["loss"]
-        if not torch.isfinite(loss.detach()).item():
-            if buffers:
-                torch._foreach_copy_(buffers, buffer_backup)
-            path = save_checkpoint(ckpt_dir, step, state_at(step), cfg_t.keep_checkpoints)
-            raise NonFiniteLossError(f"the loss became {float(loss.detach())} at step {step + 1}; the weights of the last good step are saved in '{path}'.",
-                                     "lower optim.lr, set optim.clip_grad (e.g. 1.0) or use train.precision=fp32, then rerun.")
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-        else:
-            loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(trainable, config.optim.clip_grad or math.inf)
-        if scaler is None and not torch.isfinite(grad_norm).item():
+        fault = None if torch.isfinite(loss.detach()).item() else f"the loss became {float(loss.detach())}"
+        if fault is None:
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)
+            else:
+                loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(trainable, config.optim.clip_grad or math.inf)
+            if scaler is None and not torch.isfinite(grad_norm).item():
+                fault = "the gradients became non-finite"
+        collapse = None
+        if fault is not None:
+            # Undo the step: no optimizer step, no on_step_end (EMA teachers, queues), buffers as before it.
+            out = loss = None  # a skipped step's graph is not kept alive into the next forward
             optimizer.zero_grad(set_to_none=True)
             if buffers:
                 torch._foreach_copy_(buffers, buffer_backup)
-            path = save_checkpoint(ckpt_dir, step, state_at(step), cfg_t.keep_checkpoints)
-            raise NonFiniteLossError(f"the gradients became non-finite at step {step + 1}; the weights of the last good step are saved in '{path}'.",
-                                     "lower optim.lr, set optim.clip_grad (e.g. 1.0) or use train.precision=fp32, then rerun.")
-        if scaler is not None:
-            scaler.step(optimizer)
-            scaler.update()
+            skips += 1
+            if cfg_t.on_nonfinite == "stop" or skips > cfg_t.max_skips:
+                path = save_checkpoint(ckpt_dir, step, state_at(step), cfg_t.keep_checkpoints)
+                streak = (f" after {skips - 1} skipped step(s) in a row (train.max_skips={cfg_t.max_skips}); the weights of "
+                          f"the last good step ({step + 1 - skips})" if skips > 1 else "; the weights of the last good step")
+                raise NonFiniteLossError(f"{fault} at step {step + 1}{streak} are saved in '{path}'.",
+                                         "lower optim.lr, set optim.clip_grad (e.g. 1.0) or use train.precision=fp32, then rerun.")
+            message = f"warning: skipped step {step + 1}: {fault} ({skips} of at most train.max_skips={cfg_t.max_skips} in a row)"
+            if bar is None:
+                print(message, file=sys.stderr)
+            else:
+                bar.write(message, file=sys.stderr)
         else:
-            optimizer.step()
-        method.on_step_end((step + 1) / total)
-        auxiliaries.on_step_end(method, (step + 1) / total)
+            skips = 0
+            if scaler is not None:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+            method.on_step_end((step + 1) / total)
+            auxiliaries.on_step_end(method, (step + 1) / total)
+            if alarm is not None and alarm.due(step + 1):  # inside the step's time: its cost is part of the step
+                collapse = alarm(step + 1, out)
         dt = time.perf_counter() - t0
         train_time += dt
         train_images += len(index)
@@ -316,10 +369,14 @@ def _train(config: RunConfig, resume: bool, stop_after: int | None) -> RunResult
         if done % cfg_t.log_every == 0 or done == end:
             now = time.perf_counter()
             record = {"step": done, "lr": lr, "images_per_s": window_n / max(now - window_t, 1e-9)}
-            record.update({k: _scalar(v) for k, v in out.items() if not torch.is_tensor(v) or v.dim() == 0})
+            if fault is None:
+                record.update({k: _scalar(v) for k, v in out.items() if not torch.is_tensor(v) or v.dim() == 0})
             window_t, window_n = now, 0
         else:
             record = None
+        if fault is not None or collapse:
+            record = record or {"step": done}
+            record.update({"skipped": fault} if fault is not None else collapse)
         if monitor is not None and (done % cfg_t.monitor_every == 0 or done == total):
             t_mon = time.perf_counter()
             record = record or {"step": done}
@@ -333,10 +390,16 @@ def _train(config: RunConfig, resume: bool, stop_after: int | None) -> RunResult
                                 **({"knn": f"{record['knn_acc']:.3f}"} if "knn_acc" in record else {}))
         if bar is not None:
             bar.update(1)
-        if done % cfg_t.checkpoint_every == 0 or done == end:
+        stopping = stop.signum is not None  # a SIGINT/SIGTERM arrived: save now, then stop
+        if done % cfg_t.checkpoint_every == 0 or done == end or stopping:
             t_ck = time.perf_counter()
-            save_checkpoint(ckpt_dir, done, state_at(done), cfg_t.keep_checkpoints)
+            saved = save_checkpoint(ckpt_dir, done, state_at(done), cfg_t.keep_checkpoints)
             window_t += time.perf_counter() - t_ck
+        if stopping:
+            if bar is not None:
+                bar.close()
+            raise stop.interrupted(done, saved)
+    stop.restore()
     if bar is not None:
         bar.close()
     if end > start:
@@ -349,7 +412,10 @@ def _train(config: RunConfig, resume: bool, stop_after: int | None) -> RunResult
         return RunResult(run_dir, step, images_per_s, encoder, {}, train_set, device, dtype)
 
     encoder.eval()
-    save_encoder(encoder, run_dir / "encoder")
+    try:
+        save_encoder(encoder, run_dir / "encoder")
+    except OSError as exc:
+        raise disk_error(exc, run_dir / "encoder", "the encoder", latest_checkpoint(ckpt_dir)) from exc
     results = {"pretrain": {"steps": total, "images_per_s": images_per_s, "device": str(device),
                             "precision": str(dtype).replace("torch.", "") if dtype else "fp32"}}
     return RunResult(run_dir, total, images_per_s, encoder, results, train_set, device, dtype)
