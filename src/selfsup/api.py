@@ -161,14 +161,25 @@ def embed(encoder: Encoder | str | os.PathLike, data: str, out: str | os.PathLik
           device: str = "auto") -> Path:
     """Write the embeddings of a dataset or folder to `out` (.npy or .parquet), with sample ids.
 
-    ``.npy``: ``out`` holds float32 (N, D); ``<stem>.ids.txt`` one id per line (and
+    ``.npy``: ``out`` holds float32 (N, D); ``<stem>.ids.txt`` one id per line, UTF-8 (and
     ``<stem>.labels.npy`` when labels exist). ``.parquet``: columns ``id``, ``label`` (if any) and
     ``embedding`` (a list of D float32 per row).
+
+    Guarantees: the output is byte-identical across reruns, `batch_size` values and torch thread
+    counts on the same CPU and torch build (the forward runs in fixed chunks, fp32; see
+    :func:`selfsup.evaluate.features.extract_features`). Rows are written to ``<out>.part`` as they
+    are computed, with a progress record ``<out>.part.json``; an interrupted call (even SIGKILL)
+    rerun with the same encoder, data and device continues where it stopped and produces the same
+    bytes as an uninterrupted one. `out` and its side files appear only complete (atomic renames);
+    the work files are removed at the end.
     """
+    import hashlib
+    import sys
+
     import numpy as np
 
     from .data import load_dataset
-    from .evaluate.features import extract_features
+    from .evaluate.features import FORWARD_CHUNK, _data_hash, extract_to_file, weights_hash
     from .train.checkpoint import atomic_write
     from .train.hardware import resolve_device
 
@@ -176,6 +187,8 @@ def embed(encoder: Encoder | str | os.PathLike, data: str, out: str | os.PathLik
     if out.suffix not in (".npy", ".parquet"):
         raise ConfigError(f"cannot write embeddings to '{out}': unknown extension {out.suffix!r}.",
                           "name the output file *.npy or *.parquet.")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch size {batch_size!r} is not a positive integer.", "pass e.g. --batch-size 256.")
     dev = resolve_device(device)
     if not isinstance(encoder, torch.nn.Module):
         encoder = load_encoder(encoder, device=dev)
@@ -185,27 +198,41 @@ def embed(encoder: Encoder | str | os.PathLike, data: str, out: str | os.PathLik
     if dataset.channels != expected:
         raise DataError(f"'{data}' has {dataset.channels}-channel images but the encoder expects {expected}.",
                         "embed data of the kind the encoder was trained on.")
-    # fp32 here: embeddings are an export and should not depend on the CPU's bf16 support
-    feats = extract_features(encoder, dataset.images, batch_size=batch_size, device=dev, amp=False).cpu().numpy()
     out.parent.mkdir(parents=True, exist_ok=True)
+    # Everything the rows depend on: a partial file made with anything else is not continued.
+    key = hashlib.sha256("|".join([weights_hash(encoder), _data_hash(dataset.images), str(len(dataset)),
+                                   str(FORWARD_CHUNK), dev.type, "fp32", torch.__version__]).encode()).hexdigest()
+    work = out.with_name(out.name + ".part")
+    # fp32 here: embeddings are an export and should not depend on the CPU's bf16 support
+    feats = extract_to_file(encoder, dataset.images, work, key, batch_size=batch_size, device=dev, amp=False)
+
+    def save_array(array):
+        def write(tmp):
+            with open(tmp, "wb") as handle:  # a handle, so numpy does not append ".npy" to the temp name
+                np.save(handle, array, allow_pickle=False)
+        return write
+
     if out.suffix == ".npy":
-        atomic_write(out, lambda tmp: np.save(open(tmp, "wb"), feats.astype(np.float32)))
+        atomic_write(out, save_array(feats))
         stem = out.with_suffix("")
-        atomic_write(Path(f"{stem}.ids.txt"), lambda tmp: Path(tmp).write_text("".join(f"{i}\n" for i in dataset.ids)))
+        atomic_write(Path(f"{stem}.ids.txt"), lambda tmp: Path(tmp).write_text(
+            "".join(f"{i}\n" for i in dataset.ids), encoding="utf-8", errors="backslashreplace"))
         if dataset.labels is not None:
-            atomic_write(Path(f"{stem}.labels.npy"), lambda tmp: np.save(open(tmp, "wb"), dataset.labels.numpy()))
+            atomic_write(Path(f"{stem}.labels.npy"), save_array(dataset.labels.numpy()))
     else:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        columns = {"id": pa.array(dataset.ids, pa.string())}
+        columns = {"id": pa.array([i.encode("utf-8", "backslashreplace").decode() for i in dataset.ids], pa.string())}
         if dataset.labels is not None:
             columns["label"] = pa.array(dataset.labels.numpy())
-        columns["embedding"] = pa.FixedSizeListArray.from_arrays(pa.array(feats.reshape(-1).astype(np.float32)), feats.shape[1])
+        columns["embedding"] = pa.FixedSizeListArray.from_arrays(pa.array(np.asarray(feats).reshape(-1)), feats.shape[1])
         table = pa.table(columns)
         atomic_write(out, lambda tmp: pq.write_table(table, str(tmp)))
+    del feats  # the memory map of the work file
+    for leftover in (work, work.with_name(work.name + ".json")):
+        leftover.unlink(missing_ok=True)
     if dataset.skipped:
-        import sys
         print(f"warning: skipped {len(dataset.skipped)} unreadable file(s), e.g. {dataset.skipped[0][0]} "
               f"({dataset.skipped[0][1]})", file=sys.stderr)
     return out

@@ -2,10 +2,15 @@
 
 Accepted image layouts: (N, H, W), (N, H, W, C) and (N, C, H, W) with C = 1 or 3; uint8, integers
 in 0..255, or floats in [0, 1] (scaled to uint8). Files are loaded with ``allow_pickle=False``.
+Anything else (other channel counts such as RGBA, NaN or out-of-range values, bool, complex or
+structured dtypes, labels that are not one non-negative integer per image, damaged or truncated
+files) is a DataError naming the file, the array and what was found; nothing is converted by guess.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import warnings
 import zipfile
 
 import numpy as np
@@ -13,6 +18,7 @@ import torch
 
 from ..errors import DataError
 from .dataset import ImageDataset
+from .folder import display_path
 
 LAYOUTS = "(N, H, W), (N, H, W, C) or (N, C, H, W) with C = 1 or 3"
 _CHANNELS = (1, 3)
@@ -73,7 +79,36 @@ def _labels_from_array(array: np.ndarray, n: int, where: str) -> torch.Tensor:
                         "store one integer label per image.")
     if n and array.min() < 0:
         raise DataError(f"{where} holds a negative label ({array.min()}).", "labels must be 0..K-1.")
+    if n and array.max() >= 2**31:
+        raise DataError(f"{where} holds a label of {array.max()}.", "labels must be 0..K-1 class indices.")
     return torch.from_numpy(array.astype(np.int64))
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence the warnings numpy's header parser (ast) gives for a damaged header ("invalid escape
+    sequence"); the damage itself becomes a DataError."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SyntaxWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        yield
+
+
+def _member(loaded, key: str, path: str) -> np.ndarray:
+    """One array of an open .npz; a damaged member (bad zip entry, CRC, truncated data, a size the
+    memory cannot hold, a compression method zipfile lacks...) is a DataError."""
+    try:
+        with _quiet():
+            return loaded[key]
+    except Exception as e:  # zipfile, zlib and numpy raise many kinds for damaged archives
+        raise DataError(f"{path}[{key}] is damaged ({type(e).__name__}: {e}).", "save the arrays again.") from None
+
+
+def _class_names(array: np.ndarray, where: str) -> list[str]:
+    if array.dtype.kind not in "USiu":
+        raise DataError(f"{where} has dtype {array.dtype}; class names must be strings.",
+                        "store the class names as a string array, e.g. np.array(['cat', 'dog']).")
+    return [c.decode("utf-8", "backslashreplace") if isinstance(c, bytes) else str(c) for c in array.reshape(-1).tolist()]
 
 
 def _pick(keys, candidates):
@@ -87,18 +122,26 @@ def load_arrays(path: str, split: str = "train") -> ImageDataset:
     x, images, data, X, imgs, arr_0; labels under ``y_<split>`` or y, labels, targets, Y, arr_1;
     class names, optional, under classes or class_names.
     """
+    shown = display_path(os.fspath(path))
     path = os.fspath(path)
-    name = os.path.splitext(os.path.basename(path))[0]
+    name = os.path.splitext(os.path.basename(shown))[0]
     try:
-        loaded = np.load(path, allow_pickle=False)
+        with _quiet():
+            loaded = np.load(path, allow_pickle=False)
     except FileNotFoundError:
-        raise DataError(f"array file {path} does not exist.", "check the path.") from None
+        raise DataError(f"array file {shown} does not exist.", "check the path.") from None
+    except (PermissionError, IsADirectoryError) as e:
+        raise DataError(f"array file {shown} cannot be read ({e.strerror}).", "check its permissions.") from None
     except ValueError as e:
-        raise DataError(f"{path} cannot be read without pickle ({e}).",
+        if "pickle" not in str(e):
+            raise DataError(f"{shown} is not a readable .npy/.npz file (ValueError: {e}).",
+                            "save the images with np.save or np.savez.") from None
+        raise DataError(f"{shown} cannot be read without pickle ({e}).",
                         "save plain numeric arrays (np.save / np.savez), not object arrays.") from None
-    except Exception as e:  # truncated or foreign files raise OSError, EOFError, zipfile errors...
-        raise DataError(f"{path} is not a readable .npy/.npz file ({type(e).__name__}: {e}).",
+    except Exception as e:  # truncated or foreign files raise OSError, EOFError, MemoryError, zipfile errors...
+        raise DataError(f"{shown} is not a readable .npy/.npz file ({type(e).__name__}: {e}).",
                         "save the images with np.save or np.savez.") from None
+    path = shown
     labels = classes = None
     try:
         if isinstance(loaded, np.ndarray):
@@ -113,16 +156,19 @@ def load_arrays(path: str, split: str = "train") -> ImageDataset:
                         f"store the images under x_{split} or one of: {', '.join(IMAGE_KEYS)}.",
                     )
                 where = f"{path}[{x_key}]"
-                images = images_from_array(loaded[x_key], where)
+                images = images_from_array(_member(loaded, x_key, path), where)
                 y_key = _pick(keys, (f"y_{split}", f"{split}_labels", *LABEL_KEYS))
                 if y_key is not None:
-                    labels = _labels_from_array(loaded[y_key], len(images), f"{path}[{y_key}]")
+                    labels = _labels_from_array(_member(loaded, y_key, path), len(images), f"{path}[{y_key}]")
                 c_key = _pick(keys, CLASS_KEYS)
                 if c_key is not None:
-                    classes = [str(c) for c in loaded[c_key].reshape(-1).tolist()]
+                    classes = _class_names(_member(loaded, c_key, path), f"{path}[{c_key}]")
+                    if labels is not None and int(labels.max()) >= len(classes):
+                        raise DataError(f"{path}[{y_key}] holds label {int(labels.max())} but {path}[{c_key}] "
+                                        f"names {len(classes)} classes.", "give one name per class 0..K-1.")
     except DataError:
         raise
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as e:  # damaged member inside the archive
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as e:  # damaged archive directory
         raise DataError(f"{path} is damaged ({type(e).__name__}: {e}).", "save the arrays again.") from None
     return ImageDataset(
         images=images,

@@ -254,7 +254,7 @@ def load_dataset(name_or_path: str, split: str = "train", root: str | None = Non
         # root/test is named after root, not "test"
         return ds if folder == path else replace(ds, name=display_path(os.path.basename(os.path.normpath(path))))
     raise DataError(
-        f"no dataset or path {display_path(text)!r}.{closest(key, dataset_names())}",
+        f"no dataset or path '{display_path(text)}'.{closest(key, dataset_names())}",
         f"pass one of the named datasets ({', '.join(dataset_names())}), an image folder, or a .npy/.npz file.",
     )
 

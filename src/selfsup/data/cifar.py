@@ -19,6 +19,7 @@ import torch
 
 from ..errors import DataError
 from .dataset import ImageDataset
+from .folder import display_path
 
 
 def _numpy_reconstructors() -> dict[tuple[str, str], object]:
@@ -48,44 +49,70 @@ class _ArrayUnpickler(pickle.Unpickler):
 
 
 def _read_record(path: str) -> dict:
+    shown = display_path(path)
     try:
         with open(path, "rb") as f:
             # latin1: the official files were written by Python 2 (numpy arrays need this encoding).
             record = _ArrayUnpickler(f, encoding="latin1").load()
     except FileNotFoundError:
-        raise DataError(f"CIFAR file {path} does not exist.", "extract the official python tarball there.") from None
-    except Exception as e:  # a damaged pickle can raise almost anything
+        raise DataError(f"CIFAR file {shown} does not exist.", "extract the official python tarball there.") from None
+    except (PermissionError, IsADirectoryError) as e:
+        raise DataError(f"CIFAR file {shown} cannot be read ({e.strerror}).", "check its permissions.") from None
+    except Exception as e:  # a damaged pickle can raise almost anything (MemoryError, RecursionError...)
         raise DataError(
-            f"CIFAR file {path} is damaged or not an official CIFAR python file ({type(e).__name__}: {e}).",
+            f"CIFAR file {shown} is damaged or not an official CIFAR python file ({type(e).__name__}: {_short(e)}).",
             "extract the official python version tarball again.",
         ) from None
     if not isinstance(record, dict):
-        raise DataError(f"CIFAR file {path} holds a {type(record).__name__}, expected a dict.",
+        raise DataError(f"CIFAR file {shown} holds a {type(record).__name__}, expected a dict.",
                         "extract the official python version tarball again.")
     return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in record.items()}
 
 
-def _images_labels(path: str, label_key: str) -> tuple[np.ndarray, np.ndarray]:
+def _short(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
+def _array(value, what: str, shown: str) -> np.ndarray:
+    """`value` from a record as a numpy array; ragged lists or odd objects are a DataError."""
+    try:
+        return np.asarray(value)
+    except Exception as e:  # ragged nesting, objects numpy cannot hold...
+        raise DataError(f"CIFAR file {shown} holds {what} numpy cannot read ({type(e).__name__}: {_short(e)}).",
+                        "use the official python version of the dataset.") from None
+
+
+def _images_labels(path: str, label_key: str, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    shown = display_path(path)
     record = _read_record(path)
     if "data" not in record or label_key not in record:
-        raise DataError(f"CIFAR file {path} lacks the keys 'data' and '{label_key}' (it has {sorted(record)}).",
+        keys = sorted(display_path(str(k)) for k in record)
+        raise DataError(f"CIFAR file {shown} lacks the keys 'data' and '{label_key}' (it has {keys}).",
                         "use the official python version of the dataset.")
-    data = np.asarray(record["data"])
-    labels = np.asarray(record[label_key])
-    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(labels) != len(data):
+    data = _array(record["data"], "data", shown)
+    labels = _array(record[label_key], "labels", shown)
+    if (data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or labels.ndim != 1
+            or len(labels) != len(data) or labels.dtype.kind not in "iu"):
         raise DataError(
-            f"CIFAR file {path} holds data {data.dtype} {data.shape} with {len(labels)} labels; "
-            "expected uint8 (N, 3072) and N labels.",
+            f"CIFAR file {shown} holds data {data.dtype} {data.shape} with labels {labels.dtype} {labels.shape}; "
+            "expected uint8 (N, 3072) and N integer labels.",
             "use the official python version of the dataset.",
         )
+    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+        raise DataError(f"CIFAR file {shown} holds labels {labels.min()}..{labels.max()}, outside 0..{num_classes - 1}.",
+                        "use the official python version of the dataset.")
     return data.reshape(-1, 3, 32, 32), labels.astype(np.int64)  # (N, 3072) -> (N, C, H, W)
 
 
-def _label_names(path: str, key: str) -> list[str] | None:
+def _label_names(path: str, key: str, num_classes: int) -> list[str] | None:
+    """Class names from the meta file, or None when it is missing or does not name every class."""
     if not os.path.exists(path):
         return None
     names = _read_record(path).get(key)
-    return [n.decode() if isinstance(n, bytes) else str(n) for n in names] if names is not None else None
+    if not isinstance(names, (list, tuple)) or len(names) != num_classes:
+        return None  # names are optional: a meta file with the wrong count gives none
+    return [n.decode("utf-8", "backslashreplace") if isinstance(n, bytes) else str(n) for n in names]
 
 
 def _dataset(parts, name: str, split: str, directory: str, classes) -> ImageDataset:
@@ -114,15 +141,15 @@ def load_cifar10(directory: str, split: str = "train") -> ImageDataset:
     """CIFAR-10 from ``cifar-10-batches-py``: train (50,000) or test (10,000), (N, 3, 32, 32) uint8."""
     _check_split(split, CIFAR10_FILES, "cifar10")
     directory = os.fspath(directory)
-    parts = [_images_labels(os.path.join(directory, f), "labels") for f in CIFAR10_FILES[split]]
-    classes = _label_names(os.path.join(directory, "batches.meta"), "label_names")
-    return _dataset(parts, "cifar10", split, directory, classes)
+    parts = [_images_labels(os.path.join(directory, f), "labels", 10) for f in CIFAR10_FILES[split]]
+    classes = _label_names(os.path.join(directory, "batches.meta"), "label_names", 10)
+    return _dataset(parts, "cifar10", split, display_path(directory), classes)
 
 
 def load_cifar100(directory: str, split: str = "train") -> ImageDataset:
     """CIFAR-100 from ``cifar-100-python`` with the 100 fine labels: train (50,000) or test (10,000)."""
     _check_split(split, CIFAR100_FILES, "cifar100")
     directory = os.fspath(directory)
-    parts = [_images_labels(os.path.join(directory, f), "fine_labels") for f in CIFAR100_FILES[split]]
-    classes = _label_names(os.path.join(directory, "meta"), "fine_label_names")
-    return _dataset(parts, "cifar100", split, directory, classes)
+    parts = [_images_labels(os.path.join(directory, f), "fine_labels", 100) for f in CIFAR100_FILES[split]]
+    classes = _label_names(os.path.join(directory, "meta"), "fine_label_names", 100)
+    return _dataset(parts, "cifar100", split, display_path(directory), classes)

@@ -14,6 +14,7 @@ import torch
 
 from ..errors import DataError
 from .dataset import ImageDataset
+from .folder import display_path
 
 _SIDE = 96
 _IMAGE_BYTES = 3 * _SIDE * _SIDE
@@ -24,38 +25,51 @@ STL10_FILES = {
 }
 
 
+def _unreadable(path: str, e: OSError) -> DataError:
+    return DataError(f"STL-10 file {display_path(path)} cannot be read ({e.strerror or e}).",
+                     "check its permissions, or extract the official stl10_binary archive again.")
+
+
 def _read_images(path: str) -> np.ndarray:
-    size = os.path.getsize(path)
-    if size == 0 or size % _IMAGE_BYTES:
-        raise DataError(
-            f"STL-10 file {path} has {size} bytes, not a positive multiple of {_IMAGE_BYTES} (3x96x96).",
-            "the file is truncated; extract the official stl10_binary archive again.",
-        )
-    # Mapped, not read: the transposed copy is then the only full-size allocation (2.8 GB for unlabeled).
-    raw = np.memmap(path, dtype=np.uint8, mode="r", shape=(size // _IMAGE_BYTES, 3, _SIDE, _SIDE))  # (N, C, W, H)
-    images = np.ascontiguousarray(raw.transpose(0, 1, 3, 2))  # -> (N, C, H, W)
+    try:
+        size = os.path.getsize(path)
+        if size == 0 or size % _IMAGE_BYTES:
+            raise DataError(
+                f"STL-10 file {display_path(path)} has {size} bytes, not a positive multiple of {_IMAGE_BYTES} (3x96x96).",
+                "the file is truncated; extract the official stl10_binary archive again.",
+            )
+        # Mapped, not read: the transposed copy is then the only full-size allocation (2.8 GB for unlabeled).
+        raw = np.memmap(path, dtype=np.uint8, mode="r", shape=(size // _IMAGE_BYTES, 3, _SIDE, _SIDE))  # (N, C, W, H)
+        images = np.ascontiguousarray(raw.transpose(0, 1, 3, 2))  # -> (N, C, H, W)
+    except OSError as e:
+        raise _unreadable(path, e) from None
     del raw
     return images
 
 
 def _read_labels(path: str, n: int) -> np.ndarray:
-    labels = np.fromfile(path, dtype=np.uint8).astype(np.int64)
+    try:
+        labels = np.fromfile(path, dtype=np.uint8).astype(np.int64)
+    except OSError as e:
+        raise _unreadable(path, e) from None
     if len(labels) != n:
-        raise DataError(f"STL-10 file {path} has {len(labels)} labels for {n} images.",
+        raise DataError(f"STL-10 file {display_path(path)} has {len(labels)} labels for {n} images.",
                         "extract the official stl10_binary archive again.")
     if n and (labels.min() < 1 or labels.max() > 10):
-        raise DataError(f"STL-10 file {path} holds labels outside 1..10 ({labels.min()}..{labels.max()}).",
+        raise DataError(f"STL-10 file {display_path(path)} holds labels outside 1..10 ({labels.min()}..{labels.max()}).",
                         "extract the official stl10_binary archive again.")
     return labels - 1  # 1-based on disk
 
 
 def _class_names(directory: str) -> list[str] | None:
+    """The ten names in class_names.txt, or None when it is missing, unreadable or not ten lines."""
     path = os.path.join(directory, "class_names.txt")
-    if not os.path.exists(path):
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            names = [line.strip() for line in f if line.strip()]
+    except OSError:
         return None
-    with open(path, encoding="utf-8", errors="replace") as f:
-        names = [line.strip() for line in f if line.strip()]
-    return names or None
+    return names if len(names) == 10 else None
 
 
 def load_stl10(directory: str, split: str = "train") -> ImageDataset:
@@ -79,13 +93,13 @@ def load_stl10(directory: str, split: str = "train") -> ImageDataset:
     x_name, y_name = STL10_FILES[split]
     x_path = os.path.join(directory, x_name)
     if not os.path.exists(x_path):
-        raise DataError(f"STL-10 file {x_path} does not exist.", "extract the official stl10_binary archive there.")
+        raise DataError(f"STL-10 file {display_path(x_path)} does not exist.", "extract the official stl10_binary archive there.")
     images = _read_images(x_path)
     labels = None
     if y_name is not None:
         y_path = os.path.join(directory, y_name)
         if not os.path.exists(y_path):
-            raise DataError(f"STL-10 file {y_path} does not exist.", "extract the official stl10_binary archive there.")
+            raise DataError(f"STL-10 file {display_path(y_path)} does not exist.", "extract the official stl10_binary archive there.")
         labels = torch.from_numpy(_read_labels(y_path, len(images)))
     return ImageDataset(
         images=torch.from_numpy(images),

@@ -1,18 +1,34 @@
 """Frozen-encoder features, extracted once per (encoder weights, dataset split) and cached.
 
 Every protocol works on these features, so an evaluation costs one forward pass over the data;
-the cache makes re-running a protocol (or another one) on the same encoder free.
+the cache makes re-running a protocol (or another one) on the same encoder free. Extraction runs
+in fixed chunks of FORWARD_CHUNK rows, so features do not depend on the batch size or the thread
+count (see :func:`extract_features`), and :func:`extract_to_file` writes them resumably (``embed``).
 """
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
+import operator
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
+
+from ..data.folder import display_path
+from ..errors import ConfigError
+
+# Rows per forward pass. Every forward sees exactly this many rows (the last chunk is padded), so
+# a row's features never depend on the batch size asked for: oneDNN picks its kernels by input
+# shape, and batches of one or two rows take other code paths than larger ones (measured: convnet6
+# and resnet18 in fp32 differ in the last bits at batch 1, vit_tiny in bf16 at batches 1 and 2).
+# Changing it changes the bits of every embedding, so it is part of the embed resume key.
+FORWARD_CHUNK = 64
+PROGRESS_FORMAT = "selfsup-features-progress/1"  # the progress record of extract_to_file
 
 
 def _autocast(device: torch.device, amp: bool):
@@ -22,33 +38,126 @@ def _autocast(device: torch.device, amp: bool):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
-def extract_features(encoder: nn.Module, images: torch.Tensor, batch_size: int = 1024,
-                     device: str | torch.device = "cpu", amp: bool = False) -> torch.Tensor:
-    """Features of `images` (N, C, H, W) uint8 (or any input the encoder takes) -> float32 (N, D) on CPU.
+def _block_rows(batch_size: int) -> int:
+    """`batch_size` rounded up to a whole number of forward chunks (at least one)."""
+    try:
+        rows = 0 if isinstance(batch_size, bool) else operator.index(batch_size)  # ints, numpy ints
+    except TypeError:
+        rows = 0
+    if rows < 1:
+        raise ConfigError(f"batch size {batch_size!r} is not a positive integer.", "pass e.g. --batch-size 256.")
+    return -(-rows // FORWARD_CHUNK) * FORWARD_CHUNK
 
-    The encoder runs in eval mode without gradients (its train/eval mode is restored afterwards);
-    it is moved to `device` when its parameters live elsewhere.
-    """
-    device = torch.device(device)
+
+@contextlib.contextmanager
+def _frozen(encoder: nn.Module, device: torch.device):
+    """The encoder on `device` in eval mode without autograd; its train/eval mode is restored after."""
     first = next(iter(encoder.parameters()), None)
     if first is not None and first.device != device:
         encoder.to(device)
     was_training = encoder.training
     encoder.eval()
-    chunks = []
     try:
-        with torch.inference_mode(), _autocast(device, amp):
-            for start in range(0, len(images), batch_size):
-                x = images[start:start + batch_size].to(device, non_blocking=True)
-                if x.dim() == 4:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                chunks.append(encoder(x).float().cpu())
+        with torch.inference_mode():
+            yield
     finally:
         encoder.train(was_training)
-    if not chunks:
+
+
+def _forward_block(encoder: nn.Module, block: torch.Tensor, device: torch.device, amp: bool) -> torch.Tensor:
+    """Features of `block` (whose first row sits at a multiple of FORWARD_CHUNK) as float32 on the CPU."""
+    block = block.to(device, non_blocking=True)
+    out = []
+    for start in range(0, len(block), FORWARD_CHUNK):
+        x = block[start:start + FORWARD_CHUNK]
+        n = len(x)
+        if n < FORWARD_CHUNK:  # pad with copies of the first row: the shape, hence the kernels, stay fixed
+            x = torch.cat([x, x[:1].expand(FORWARD_CHUNK - n, *x.shape[1:])])
+        if x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with _autocast(device, amp):
+            out.append(encoder(x)[:n].float().cpu())
+    return torch.cat(out)
+
+
+def extract_features(encoder: nn.Module, images: torch.Tensor, batch_size: int = 1024,
+                     device: str | torch.device = "cpu", amp: bool = False) -> torch.Tensor:
+    """Features of `images` (N, C, H, W) uint8 (or any input the encoder takes) -> float32 (N, D) on CPU.
+
+    The encoder runs in eval mode without gradients (its train/eval mode is restored afterwards);
+    it is moved to `device` when its parameters live elsewhere. `batch_size` is how many images
+    go to the device at once (rounded up to a multiple of FORWARD_CHUNK); the forward passes
+    themselves always take FORWARD_CHUNK rows at fixed offsets.
+
+    Determinism: on the CPU the result is bit-identical across `batch_size`, across torch thread
+    counts and across reruns (tests/test_output_determinism.py), for a given torch build and CPU
+    instruction set; it differs between fp32 and `amp` (bf16), and between devices. On CUDA the
+    fixed shapes keep cuDNN's choice stable within a process, but bit equality is not promised.
+    """
+    device = torch.device(device)
+    rows = _block_rows(batch_size)
+    if len(images) == 0:
         return torch.zeros(0, getattr(encoder, "dim", 0))
+    with _frozen(encoder, device):
+        chunks = [_forward_block(encoder, images[start:start + rows], device, amp)
+                  for start in range(0, len(images), rows)]
     # torch.cat outside inference mode gives an ordinary tensor that autograd (the linear probe) accepts.
     return torch.cat(chunks)
+
+
+def extract_to_file(encoder: nn.Module, images: torch.Tensor, work: str | os.PathLike, key: str,
+                    batch_size: int = 1024, device: str | torch.device = "cpu", amp: bool = False) -> np.ndarray:
+    """Features of `images` appended to the raw float32 file `work` block by block; resumable.
+
+    After each block the rows are written and fsynced, then ``<work>.json`` (the progress record:
+    `key`, rows done, total, dim) is replaced atomically. A process killed at any moment therefore
+    leaves a record that only counts rows fully on disk; a later call with the same `key` cuts off
+    whatever follows them (a block written but not yet recorded) and continues from there, and
+    because rows are computed in fixed chunks (see :func:`extract_features`) the finished file is
+    byte-identical to an uninterrupted one, whatever `batch_size` either call used. A record with
+    another key (other weights, data, device or torch version), or a damaged one, starts over.
+    `key` must cover everything the features depend on. Returns the (N, D) rows, memory-mapped.
+    """
+    from ..train.checkpoint import atomic_write
+
+    device = torch.device(device)
+    rows = _block_rows(batch_size)
+    work = Path(work)
+    record = work.with_name(work.name + ".json")
+    total = len(images)
+    done, dim = _resume_point(work, record, key, total)
+    if done:
+        print(f"resuming from {display_path(work)}: {done} of {total} rows were done", file=sys.stderr)
+    with open(work, "r+b" if done else "wb") as f:
+        if dim is not None:
+            f.truncate(done * dim * 4)
+            f.seek(done * dim * 4)
+        if done < total:
+            with _frozen(encoder, device):
+                for start in range(done, total, rows):
+                    block = _forward_block(encoder, images[start:start + rows], device, amp).numpy()
+                    dim = block.shape[1]
+                    f.write(np.ascontiguousarray(block, dtype="<f4").tobytes())
+                    f.flush()
+                    os.fsync(f.fileno())
+                    state = {"format": PROGRESS_FORMAT, "key": key, "rows": start + len(block), "total": total, "dim": dim}
+                    atomic_write(record, lambda tmp, state=state: Path(tmp).write_text(json.dumps(state)))
+    if total == 0:
+        return np.zeros((0, getattr(encoder, "dim", 0)), np.float32)
+    return np.memmap(work, dtype="<f4", mode="r", shape=(total, dim))
+
+
+def _resume_point(work: Path, record: Path, key: str, total: int) -> tuple[int, int | None]:
+    """(rows already in `work`, dim) from a matching progress record, else (0, None)."""
+    try:
+        state = json.loads(record.read_text())
+        rows, dim = int(state["rows"]), int(state["dim"])
+        ok = (state.get("format") == PROGRESS_FORMAT and state.get("key") == key and state.get("total") == total
+              and 0 < rows <= total and (rows % FORWARD_CHUNK == 0 or rows == total) and dim > 0
+              and work.stat().st_size >= rows * dim * 4)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):  # missing or damaged record
+        ok = False
+    return (rows, dim) if ok else (0, None)
 
 
 def weights_hash(encoder: nn.Module) -> str:
