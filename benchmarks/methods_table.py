@@ -204,7 +204,7 @@ def table(args) -> str:
     results, speeds = read_jsonl(OUT / "results.jsonl"), read_jsonl(OUT / "speed.jsonl")
     steps = args.steps
     latest_speed = {s["row"]: s for s in speeds}  # the newest measurement of each row
-    lines = [f"| method | compared with | kNN | linear | seeds | img/s | x SimCLR speed | note |",
+    lines = ["| method | compared with | kNN | linear | seeds | img/s | x SimCLR speed | note |",
              "|---|---|---|---|---|---|---|---|"]
     revisions = set()
     for name, _, _, _, _, base, note in ROWS:

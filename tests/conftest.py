@@ -45,6 +45,16 @@ def pytest_configure(config):
     torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Every test starts on one torch thread (see pytest_configure); a test that changes it is undone."""
+    import torch
+
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(1)
+
+
 def assert_resume_bit_identical(make_config, tmp_path, steps: int = 6, stop: int = 3) -> dict:
     """Train `make_config(out)` uninterrupted and again stopped at `stop` then resumed; the exported
     encoder and the whole method state (teachers, queues, centers) must be equal bit for bit.

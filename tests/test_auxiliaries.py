@@ -26,14 +26,6 @@ MEAN, STD = [0.286], [0.353]
 SMALL = {"simclr": {"hidden_dim": 128, "out_dim": 64}, "byol": {"hidden_dim": 128, "pred_hidden_dim": 128, "out_dim": 64}}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def images() -> torch.Tensor:
     """The first 64 Fashion-MNIST train images, uint8 (64, 1, 28, 28)."""

@@ -32,15 +32,6 @@ SMOKE = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # On a loaded 2-core machine, two intra-op threads wait on each other: resnet50 ran 80x slower.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tiny_vit(**kwargs):
     return build_backbone("vit_tiny", **{**SMOKE["vit_tiny"], **kwargs})
 

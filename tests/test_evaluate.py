@@ -16,7 +16,7 @@ from selfsup.evaluate import EvalContext, evaluate
 from selfsup.evaluate.features import FeatureCache, cached_features, extract_features, weights_hash
 from selfsup.evaluate.knn import knn_accuracy, knn_predict
 from selfsup.evaluate.labelfree import alignment, alignment_uniformity, rankme, uniformity
-from selfsup.evaluate.linear import linear_probe, objective, stratified_split
+from selfsup.evaluate.linear import REDUCE_CHUNK, linear_probe, loss_and_grad, objective, stratified_split
 
 
 # ---------------------------------------------------------------- kNN
@@ -110,6 +110,21 @@ def test_linear_probe_matches_sklearn_logistic_regression(digits):
     assert abs(result["accuracy"] - sk_acc) <= 0.005
     assert result["train_loss"] == pytest.approx(sk_loss, rel=1e-3)
     assert result["train_loss"] <= sk_loss * (1 + 1e-4)  # L-BFGS reaches scikit-learn's optimum
+
+
+def test_blocked_loss_and_gradient_equal_autograd():
+    # N not a multiple of the block, so the zero rows appended to the last block are exercised too.
+    g = torch.Generator().manual_seed(0)
+    n = 3 * REDUCE_CHUNK + 17
+    x, y = torch.randn(n, 12, generator=g, dtype=torch.float64), torch.randint(0, 5, (n,), generator=g)
+    w = (0.3 * torch.randn(5, 12, generator=g, dtype=torch.float64)).requires_grad_()
+    b = torch.randn(5, generator=g, dtype=torch.float64).requires_grad_()
+    reference = objective(w, b, x, y, 1e-2)
+    reference.backward()
+    loss, grad_w, grad_b = loss_and_grad(w.detach(), b.detach(), x, y, 1e-2)
+    assert loss.item() == pytest.approx(reference.item(), rel=1e-12)
+    assert torch.allclose(grad_w, w.grad, rtol=1e-10, atol=1e-14)
+    assert torch.allclose(grad_b, b.grad, rtol=1e-10, atol=1e-14)
 
 
 def test_linear_probe_selects_lambda_on_holdout(digits):

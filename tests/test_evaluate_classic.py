@@ -29,16 +29,6 @@ def fmnist(n: int, split: str) -> ImageDataset:
     return ImageDataset(torch.from_numpy(x), torch.from_numpy(y), [str(i) for i in range(n)], f"fmnist-{split}", str(FMNIST))
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # On this shared 2-core machine a 2-thread conv on a 32-image batch measured 25x slower than one
-    # thread (the second core is busy elsewhere); the protocol's numbers do not depend on it.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_convnet(seed: int = 0) -> Encoder:
     torch.manual_seed(seed)
     net = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),

@@ -58,15 +58,6 @@ NOT_ON_A_FIXED_BATCH = {
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Tiny models on a shared 2-core machine: a second thread mostly waits on the first.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def images() -> torch.Tensor:
     """The first 512 Fashion-MNIST train images, uint8 (512, 1, 28, 28)."""

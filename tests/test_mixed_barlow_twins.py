@@ -13,14 +13,6 @@ from selfsup.methods.base import Batch
 from selfsup.methods.mixed_barlow_twins import mixup_regularizer
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def slow_regularizer(z1, z2, zm, perm, lam, eps=1e-5):
     """The six cross-correlations of the paper, entry by entry, in float64."""
     z1, z2, zm = z1.double(), z2.double(), zm.double()

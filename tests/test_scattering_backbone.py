@@ -19,14 +19,6 @@ needs_kymatio = pytest.mark.skipif(importlib.util.find_spec("kymatio") is None, 
 TINY = {"in_channels": 1, "image_size": 28, "width": 4, "blocks": 1}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @needs_kymatio
 def test_output_shape_channels_and_other_input_sizes():
     torch.manual_seed(0)

@@ -16,14 +16,6 @@ from selfsup.methods.base import Batch, TrainData
 from selfsup.methods.sla import aggregate, joint_labels, self_distillation, transform_all
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class Flatten(nn.Module):
     """A backbone without weights: the pixels are the features, so every value can be worked out by hand."""
 

@@ -49,9 +49,43 @@ def stratified_split(labels: torch.Tensor, fraction: float = 0.1, seed: int = 0)
     return torch.cat(fit).sort().values, torch.cat(val).sort().values
 
 
+# Rows per block of the fixed-order reductions in `loss_and_grad` (see there).
+REDUCE_CHUNK = 256
+
+
 def objective(weight: torch.Tensor, bias: torch.Tensor, x: torch.Tensor, y: torch.Tensor, lam: float) -> torch.Tensor:
     """Mean cross-entropy of logits x @ W.T + b plus lam * ||W||^2. x: (N, D), y: (N,) in 0..K-1."""
     return F.cross_entropy(x @ weight.T + bias, y) + lam * weight.pow(2).sum()
+
+
+def _blocks(t: torch.Tensor) -> torch.Tensor:
+    """(N, ...) -> (ceil(N / REDUCE_CHUNK), REDUCE_CHUNK, ...), zero rows appended."""
+    pad = (-len(t)) % REDUCE_CHUNK
+    if pad:
+        t = torch.cat([t, t.new_zeros(pad, *t.shape[1:])])
+    return t.view(-1, REDUCE_CHUNK, *t.shape[1:])
+
+
+def loss_and_grad(weight: torch.Tensor, bias: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
+                  lam: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`objective` and its gradient (d/dW, d/db), with the same bits whatever torch's thread count.
+
+    Autograd's d/dW = G.T @ X is one matrix product that reduces over all N rows, and the BLAS
+    splits that reduction differently with one thread or two (seen: different bits, then a
+    different L-BFGS path and probe accuracy). Here every sum over rows runs in blocks of
+    REDUCE_CHUNK rows, one block per batched-matmul entry, and the blocks are added in a fixed
+    order. With G = (softmax(Z) - onehot(y)) / N: d/dW = G.T X + 2 lam W, d/db = sum_rows G.
+    """
+    n = len(y)
+    logp = torch.log_softmax(x @ weight.T + bias, dim=1)  # rows are independent: no cross-row sum
+    picked = logp.gather(1, y[:, None]).squeeze(1)
+    loss = -_blocks(picked).sum(1).sum(0) / n + lam * weight.pow(2).sum()
+    g = logp.exp()
+    g[torch.arange(n), y] -= 1
+    g /= n
+    gb = _blocks(g)
+    grad_w = torch.bmm(gb.transpose(1, 2), _blocks(x)).sum(0) + 2 * lam * weight
+    return loss, grad_w, gb.sum(1).sum(0)
 
 
 def fit_logistic(x: torch.Tensor, y: torch.Tensor, num_classes: int, lam: float,
@@ -59,30 +93,30 @@ def fit_logistic(x: torch.Tensor, y: torch.Tensor, num_classes: int, lam: float,
                  tolerance_grad: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """Minimize `objective` with L-BFGS (strong Wolfe). x (N, D) float32 standardized, y (N,) in 0..K-1.
 
-    Returns weight (K, D), bias (K,) and info {"loss", "iterations", "grad_norm"}.
+    Returns weight (K, D), bias (K,) and info {"loss", "iterations", "grad_norm"}. The result does
+    not depend on the thread count (`loss_and_grad`).
     """
     d = x.shape[1]
     if init is None:
-        weight = torch.zeros(num_classes, d, requires_grad=True)
-        bias = torch.zeros(num_classes, requires_grad=True)
+        weight = torch.zeros(num_classes, d)
+        bias = torch.zeros(num_classes)
     else:
-        weight, bias = (t.detach().clone().requires_grad_(True) for t in init)
+        weight, bias = (t.detach().clone() for t in init)
     optimizer = torch.optim.LBFGS([weight, bias], lr=1, max_iter=max_iter, history_size=10,
                                   tolerance_grad=tolerance_grad, tolerance_change=1e-9,
                                   line_search_fn="strong_wolfe")
 
     def closure():
-        optimizer.zero_grad()
-        loss = objective(weight, bias, x, y, lam)
-        loss.backward()
+        loss, weight.grad, bias.grad = loss_and_grad(weight, bias, x, y, lam)
         return loss
 
-    optimizer.step(closure)
-    loss = closure()  # final loss and gradient, for the convergence report
+    with torch.no_grad():
+        optimizer.step(closure)
+        loss = closure()  # final loss and gradient, for the convergence report
     grad_norm = torch.cat([weight.grad.flatten(), bias.grad]).abs().max().item()
     iterations = optimizer.state[optimizer._params[0]].get("n_iter", 0)
     info = {"loss": loss.item(), "iterations": int(iterations), "grad_norm": grad_norm}
-    return weight.detach(), bias.detach(), info
+    return weight, bias, info
 
 
 def linear_probe(train_features: torch.Tensor, train_labels: torch.Tensor, test_features: torch.Tensor,
