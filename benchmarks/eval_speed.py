@@ -16,8 +16,8 @@ import time
 
 import torch
 
-from selfsup.evaluate.knn import knn_accuracy
-from selfsup.evaluate.linear import linear_probe
+from selfsup.evaluation.knn import knn_accuracy
+from selfsup.evaluation.linear import linear_probe
 
 
 def clustered(n: int, centres: torch.Tensor, mixing: torch.Tensor, generator: torch.Generator):

@@ -30,8 +30,8 @@ sys.path.insert(0, str(ROOT / "src"))
 from selfsup import config as C  # noqa: E402
 from selfsup.backbones.base import build_backbone  # noqa: E402
 from selfsup.data import load_dataset  # noqa: E402
-from selfsup.evaluate.features import extract_features  # noqa: E402
-from selfsup.evaluate.knn import knn_accuracy  # noqa: E402
+from selfsup.evaluation.features import extract_features  # noqa: E402
+from selfsup.evaluation.knn import knn_accuracy  # noqa: E402
 from selfsup.train.hardware import autocast, resolve_precision  # noqa: E402
 from selfsup.train.loop import train  # noqa: E402
 

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from selfsup.backbones.base import build_backbone  # noqa: E402
 from selfsup.data import load_dataset  # noqa: E402
-from selfsup.evaluate.knn import knn_accuracy  # noqa: E402
+from selfsup.evaluation.knn import knn_accuracy  # noqa: E402
 from selfsup.heads import mlp  # noqa: E402
 from selfsup.losses.contrastive import nt_xent  # noqa: E402
 from selfsup.train.optim import build_optimizer  # noqa: E402

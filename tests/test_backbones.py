@@ -29,7 +29,21 @@ SMOKE = {
     "vit_small": dict(in_channels=3, image_size=32, patch_size=8, dim=32, depth=1, heads=4, pool="mean"),
     "timm": dict(in_channels=3, image_size=32, model="resnet18"),
     "scatnet": dict(in_channels=1, image_size=28, width=4, blocks=1),  # needs kymatio (selfsup[scatter])
+    "mlp": dict(in_channels=5, cardinalities=[0, 3, 0, 4, 0], width=16, depth=2, embed_dim=4),  # a table backbone
 }
+
+
+def smoke_input(name: str) -> torch.Tensor:
+    """Two inputs of the kind the backbone takes: images, or table rows (numbers and category codes)."""
+    cfg = SMOKE[name]
+    if getattr(registry.get("backbone", name), "modality", "image") == "table":
+        x = torch.randn(2, cfg["in_channels"])
+        for j, card in enumerate(cfg["cardinalities"]):
+            if card:
+                x[:, j] = torch.randint(0, card, (2,)).float()
+        return x
+    c, s = cfg["in_channels"], cfg["image_size"]
+    return torch.randn(2, c, s, s)
 
 
 def tiny_vit(**kwargs):
@@ -45,8 +59,7 @@ def test_every_backbone_forward_backward_and_eval_determinism(name):
     assert name in SMOKE, f"add a small smoke configuration for the new backbone {name!r}"
     torch.manual_seed(0)
     model = build_backbone(name, **SMOKE[name])
-    c, s = SMOKE[name]["in_channels"], SMOKE[name]["image_size"]
-    x = torch.randn(2, c, s, s)
+    x = smoke_input(name)
     out = model(x)
     assert out.shape == (2, model.dim)
     out.square().mean().backward()

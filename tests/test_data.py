@@ -357,7 +357,7 @@ def test_unknown_name_suggests_closest(clean_places):
         load_dataset("cifar1O")
     txt = clean_places / "notes.txt"
     txt.write_text("hi")
-    with pytest.raises(DataError, match="it is not .npy or .npz"):
+    with pytest.raises(DataError, match="it is not .npy, .npz, .csv, .tsv or .parquet"):
         load_dataset(str(txt))
     with pytest.raises(ConfigError, match="image_size 0"):
         load_dataset("mnist", image_size=0)
@@ -378,7 +378,8 @@ def test_named_cifar_stl_and_folder_detection(clean_places, monkeypatch):
     make_idx_dataset(tmp / "tv" / "FashionMNIST" / "raw", compress=False)
     assert load_dataset(str(tmp / "tv" / "FashionMNIST" / "raw")).classes[0] == "T-shirt/top"
     rows = {r["name"]: r for r in describe_datasets()}
-    assert set(rows) == set(dataset_names()) == {"fashion-mnist", "mnist", "kmnist", "cifar10", "cifar100", "stl10"}
+    assert set(rows) == set(dataset_names()) == {"fashion-mnist", "mnist", "kmnist", "cifar10", "cifar100", "stl10",
+                                                     "adult"}
     assert rows["cifar10"]["where"] == str(tmp / "env" / "cifar-10-batches-py")
     assert rows["stl10"]["where"] == "missing" and "stl10_binary.tar.gz" in rows["stl10"]["how_to_get"]
     assert rows["stl10"]["splits"] == ["train", "test", "unlabeled", "train+unlabeled"]

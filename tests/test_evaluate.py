@@ -12,11 +12,11 @@ from torch import nn
 from selfsup.data.dataset import ImageDataset
 from selfsup.encoder import Encoder
 from selfsup.errors import ConfigError, DataError
-from selfsup.evaluate import EvalContext, evaluate
-from selfsup.evaluate.features import FeatureCache, cached_features, extract_features, weights_hash
-from selfsup.evaluate.knn import knn_accuracy, knn_predict
-from selfsup.evaluate.labelfree import alignment, alignment_uniformity, rankme, uniformity
-from selfsup.evaluate.linear import REDUCE_CHUNK, linear_probe, loss_and_grad, objective, stratified_split
+from selfsup.evaluation import EvalContext, evaluate
+from selfsup.evaluation.features import FeatureCache, cached_features, extract_features, weights_hash
+from selfsup.evaluation.knn import knn_accuracy, knn_predict
+from selfsup.evaluation.labelfree import alignment, alignment_uniformity, rankme, uniformity
+from selfsup.evaluation.linear import REDUCE_CHUNK, linear_probe, loss_and_grad, objective, stratified_split
 
 
 # ---------------------------------------------------------------- kNN
@@ -261,7 +261,7 @@ def test_evaluate_runs_protocols_on_shared_cached_features(tmp_path):
 
 
 def test_evaluate_skips_supervised_protocols_without_labels(monkeypatch):
-    import selfsup.evaluate as ev
+    import selfsup.evaluation as ev
 
     monkeypatch.setattr(ev, "default_views", lambda encoder, data: identical_views())
     encoder, train = tiny_encoder(), image_set(40, labels=False)

@@ -11,9 +11,9 @@ from torch import nn
 
 from selfsup.data.dataset import ImageDataset
 from selfsup.encoder import Encoder
-from selfsup.evaluate import evaluate
-from selfsup.evaluate.classic import classic_linear_eval, crop_flip_views
-from selfsup.evaluate.features import extract_features
+from selfsup.evaluation import evaluate
+from selfsup.evaluation.classic import classic_linear_eval, crop_flip_views
+from selfsup.evaluation.features import extract_features
 
 FMNIST = Path("/usr/share/datasets/fashion-mnist")
 

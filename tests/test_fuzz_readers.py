@@ -1,6 +1,7 @@
 """Every reader, fed damaged versions of valid files, gives a dataset or a DataError, nothing else.
 
-Hypothesis mutates valid IDX files (raw and gzip), CIFAR pickle batches, STL-10 binaries,
+Hypothesis mutates valid IDX files (raw and gzip), CIFAR pickle batches, STL-10 binaries, tables
+(CSV/TSV with messy cells, parquet),
 .npy/.npz arrays (plain and compressed) and image files in a folder: truncations, overwritten
 bytes (headers included), inserted junk and pure random bytes. A reader may accept a mutation
 that still parses (then the result must be a well-formed ImageDataset) but must never raise
@@ -250,3 +251,79 @@ def test_image_folder_reader(tmp_path, case, data):
     ds = accepts_or_data_error(lambda: load_image_folder(folder, max_pixels=1 << 16, workers=2))
     assert ds is not None and "good.png" in ds.ids  # the good image is never lost to a bad neighbour
     assert len(ds) + len(ds.skipped) == 2
+
+
+# ---------------------------------------------------------------- tables (CSV, parquet)
+
+def assert_wellformed_table(ds) -> None:
+    from selfsup.data import TableDataset
+
+    assert isinstance(ds, TableDataset) and len(ds) > 0 and len(ds.ids) == len(ds)
+    assert ds.values.dtype == torch.float32 and ds.values.dim() == 2
+    assert torch.isfinite(ds.values).all()  # missing values are filled, never NaN
+    assert ds.values.shape[1] == len(ds.schema.columns) > 0
+    for j, column in enumerate(ds.schema.columns):
+        if column.kind == "categorical":
+            codes = ds.values[:, j]
+            assert (codes == codes.round()).all() and codes.min() >= 0 and codes.max() <= len(column.categories)
+    if ds.labels is not None:
+        assert ds.labels.dtype == torch.int64 and 0 <= int(ds.labels.min()) and int(ds.labels.max()) < len(ds.classes)
+    for name, why in ds.skipped:
+        f"{name}\t{why}".encode()
+
+
+_CSV = ("size,colour,count,label\n" + "".join(
+    f"{i * 0.37:.2f},{['red', 'green', 'blue'][i % 3]},{i % 5},{'ab'[i % 2]}\n" for i in range(40))).encode()
+_CELLS = st.sampled_from(["", "?", "NA", "1.5", "-3", "1e309", "nan", "inf", "red", "x,y", '"', '""', "\x00", "\r",
+                          "é", "\ufeff", "a\nb", " 7 ", "0x1F", "1_000", "\t"])
+
+
+@st.composite
+def messy_csv(draw):
+    """Rows of random cells (missing markers, quotes, separators, NULs, non-numbers) and widths."""
+    header = draw(st.lists(st.sampled_from(["a", "b", "label", "", "a b", "é"]), min_size=1, max_size=5))
+    rows = draw(st.lists(st.lists(_CELLS, min_size=0, max_size=6), max_size=12))
+    text = ",".join(header) + "\n" + "".join(",".join(r) + "\n" for r in rows)
+    encoding = draw(st.sampled_from(["utf-8", "cp1252", "utf-16"]))
+    return text.encode(encoding, errors="replace")
+
+
+@FUZZ
+@given(data=st.one_of(mutated(_CSV, header=24), messy_csv()), suffix=st.sampled_from([".csv", ".tsv"]))
+def test_table_reader_csv(tmp_path, data, suffix):
+    from selfsup.data import load_table
+
+    path = tmp_path / f"t{suffix}"
+    path.write_bytes(data)
+    try:
+        ds = load_table(path)
+    except DataError as e:
+        str(e).encode("utf-8", "backslashreplace")
+        return
+    assert_wellformed_table(ds)
+    other = load_table(path, schema=ds.schema)  # a schema always re-reads the file it came from
+    assert other.schema == ds.schema and len(other) == len(ds)
+
+
+def _parquet() -> bytes:
+    import pandas as pd
+
+    frame = pd.DataFrame({"size": np.arange(30) * 0.5, "colour": ["red", "blue", None] * 10,
+                          "flag": [True, False, True] * 10, "label": ["a", "b"] * 15})
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer)
+    return buffer.getvalue()
+
+
+@FUZZ
+@given(data=mutated(_parquet(), header=8))
+def test_table_reader_parquet(tmp_path, data):
+    from selfsup.data import load_table
+
+    (tmp_path / "t.parquet").write_bytes(data)
+    try:
+        ds = load_table(tmp_path / "t.parquet")
+    except DataError as e:
+        str(e).encode("utf-8", "backslashreplace")
+        return
+    assert_wellformed_table(ds)

@@ -18,8 +18,8 @@ import torch
 from selfsup.backbones.base import build_backbone
 from selfsup.cli import main
 from selfsup.encoder import Encoder, save_encoder
-from selfsup.evaluate import evaluate
-from selfsup.evaluate.features import FORWARD_CHUNK, extract_features, extract_to_file
+from selfsup.evaluation import evaluate
+from selfsup.evaluation.features import FORWARD_CHUNK, extract_features, extract_to_file
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 

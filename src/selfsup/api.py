@@ -61,6 +61,16 @@ def pretrain(config: C.RunConfig | dict | str | os.PathLike | None = None, *, da
     return run
 
 
+def check_compatible(data, reference, what: str) -> None:
+    """`data` must be the same kind of data as `reference` (the encoder's or the train split's)."""
+    if data.modality != reference.modality:
+        raise DataError(f"the {what} data '{data.name}' is {'an' if data.modality == 'image' else 'a'} {data.modality} dataset, the training data {'an' if reference.modality == 'image' else 'a'} {reference.modality} one.",
+                        f"pass {reference.modality} data of the kind the encoder was trained on.")
+    if data.modality == "image" and (data.image_size != reference.image_size or data.channels != reference.channels):
+        raise DataError(f"{what} images are {data.channels}x{data.image_size} but train images are "
+                        f"{reference.channels}x{reference.image_size}.", "set data.image_size so both splits are resized alike.")
+
+
 def _write_results(run_dir: Path, results: dict) -> None:
     from .train.checkpoint import atomic_write
 
@@ -86,17 +96,16 @@ def _evaluate_datasets(encoder: Encoder, train_set, name: str, test_split: str, 
 
     from . import registry
     from .data import load_dataset
-    from .evaluate import evaluate as run_protocols
-    from .evaluate.features import cached_features
+    from .evaluation import evaluate as run_protocols
+    from .evaluation.features import cached_features
 
-    # test_split is a split name of the train data, or a path of its own (a folder or array file)
+    # test_split is a split name of the train data, or a path of its own (a folder, array file or table)
+    schema = getattr(train_set, "schema", None)  # a table's test split is encoded like its train split
     if Path(test_split).exists():
-        test_set = load_dataset(test_split, root=root, image_size=image_size)
+        test_set = load_dataset(test_split, root=root, image_size=image_size, schema=schema)
     else:
-        test_set = load_dataset(name, split=test_split, root=root, image_size=image_size)
-    if test_set.image_size != train_set.image_size or test_set.channels != train_set.channels:
-        raise DataError(f"test images are {test_set.channels}x{test_set.image_size} but train images are "
-                        f"{train_set.channels}x{train_set.image_size}.", "set data.image_size so both splits are resized alike.")
+        test_set = load_dataset(name, split=test_split, root=root, image_size=image_size, schema=schema)
+    check_compatible(test_set, train_set, "test")
     protocols = tuple(eval_cfg.protocols)
     problem = None
     if test_set.ids == train_set.ids:
@@ -151,9 +160,22 @@ def evaluate(encoder: Encoder | str | os.PathLike, data: str = "fashion-mnist", 
     encoder = encoder.to(dev).eval()
     amp = resolve_precision("auto", dev) is not None
     eval_cfg = C.EvalConfig(protocols=tuple(protocols), knn_k=knn_k, knn_temperature=knn_temperature)
-    train_set = load_dataset(data, split=train_split, root=root, image_size=image_size)
+    train_set = load_dataset(data, split=train_split, root=root, image_size=image_size,
+                             schema=getattr(encoder, "schema", None))
+    _check_encoder_input(encoder, train_set, data)
     return _evaluate_datasets(encoder, train_set, data, test_split, root, image_size, eval_cfg, run_dir, dev, amp,
                               seed, report)
+
+
+def _check_encoder_input(encoder: Encoder, dataset, data: str) -> None:
+    modality = getattr(encoder, "modality", "image")
+    if dataset.modality != modality:
+        raise DataError(f"'{data}' is {'an' if dataset.modality == 'image' else 'a'} {dataset.modality} dataset but the encoder was trained on {modality}s.",
+                        "pass data of the kind the encoder was trained on.")
+    expected = encoder.mean.numel()
+    if modality == "image" and dataset.channels != expected:
+        raise DataError(f"'{data}' has {dataset.channels}-channel images but the encoder expects {expected}.",
+                        "embed data of the kind the encoder was trained on.")
 
 
 def embed(encoder: Encoder | str | os.PathLike, data: str, out: str | os.PathLike, *, split: str = "train",
@@ -167,7 +189,7 @@ def embed(encoder: Encoder | str | os.PathLike, data: str, out: str | os.PathLik
 
     Guarantees: the output is byte-identical across reruns, `batch_size` values and torch thread
     counts on the same CPU and torch build (the forward runs in fixed chunks, fp32; see
-    :func:`selfsup.evaluate.features.extract_features`). Rows are written to ``<out>.part`` as they
+    :func:`selfsup.evaluation.features.extract_features`). Rows are written to ``<out>.part`` as they
     are computed, with a progress record ``<out>.part.json``; an interrupted call (even SIGKILL)
     rerun with the same encoder, data and device continues where it stopped and produces the same
     bytes as an uninterrupted one. `out` and its side files appear only complete (atomic renames);
@@ -179,7 +201,7 @@ def embed(encoder: Encoder | str | os.PathLike, data: str, out: str | os.PathLik
     import numpy as np
 
     from .data import load_dataset
-    from .evaluate.features import FORWARD_CHUNK, _data_hash, extract_to_file, weights_hash
+    from .evaluation.features import FORWARD_CHUNK, _data_hash, extract_to_file, weights_hash
     from .train.checkpoint import atomic_write
     from .train.hardware import resolve_device
 
@@ -193,18 +215,15 @@ def embed(encoder: Encoder | str | os.PathLike, data: str, out: str | os.PathLik
     if not isinstance(encoder, torch.nn.Module):
         encoder = load_encoder(encoder, device=dev)
     encoder = encoder.to(dev).eval()
-    dataset = load_dataset(data, split=split, root=root, image_size=image_size)
-    expected = encoder.mean.numel()
-    if dataset.channels != expected:
-        raise DataError(f"'{data}' has {dataset.channels}-channel images but the encoder expects {expected}.",
-                        "embed data of the kind the encoder was trained on.")
+    dataset = load_dataset(data, split=split, root=root, image_size=image_size, schema=getattr(encoder, "schema", None))
+    _check_encoder_input(encoder, dataset, data)
     out.parent.mkdir(parents=True, exist_ok=True)
     # Everything the rows depend on: a partial file made with anything else is not continued.
-    key = hashlib.sha256("|".join([weights_hash(encoder), _data_hash(dataset.images), str(len(dataset)),
+    key = hashlib.sha256("|".join([weights_hash(encoder), _data_hash(dataset.samples), str(len(dataset)),
                                    str(FORWARD_CHUNK), dev.type, "fp32", torch.__version__]).encode()).hexdigest()
     work = out.with_name(out.name + ".part")
     # fp32 here: embeddings are an export and should not depend on the CPU's bf16 support
-    feats = extract_to_file(encoder, dataset.images, work, key, batch_size=batch_size, device=dev, amp=False)
+    feats = extract_to_file(encoder, dataset.samples, work, key, batch_size=batch_size, device=dev, amp=False)
 
     def save_array(array):
         def write(tmp):
@@ -233,6 +252,7 @@ def embed(encoder: Encoder | str | os.PathLike, data: str, out: str | os.PathLik
     for leftover in (work, work.with_name(work.name + ".json")):
         leftover.unlink(missing_ok=True)
     if dataset.skipped:
-        print(f"warning: skipped {len(dataset.skipped)} unreadable file(s), e.g. {dataset.skipped[0][0]} "
+        what = "broken row(s)" if dataset.modality == "table" else "unreadable file(s)"
+        print(f"warning: skipped {len(dataset.skipped)} {what}, e.g. {dataset.skipped[0][0]} "
               f"({dataset.skipped[0][1]})", file=sys.stderr)
     return out

@@ -25,16 +25,19 @@ from .errors import ConfigError, closest
 
 @dataclass(frozen=True)
 class DataConfig:
-    name: str = "fashion-mnist"  # a named dataset (`selfsup datasets`), an image folder, or a .npy/.npz file
+    name: str = "fashion-mnist"  # a named dataset (`selfsup datasets`), an image folder, a .npy/.npz file or a table (.csv/.parquet)
     root: str | None = None  # where named datasets live; else $SELFSUP_DATA, /usr/share/datasets, the user cache
     train_split: str = "train"
     test_split: str | None = "test"  # split name, or a path to separate test data; evaluated after pretraining
     image_size: int | None = None  # resize folders to this size; None = the most common size
+    label: str | None = None  # tables: the label column (None = one named label/target/class/y, if any; "" = none)
+    categorical: tuple[str, ...] = ()  # tables: columns read as categories even when they look numeric (codes, zips)
+    numeric: tuple[str, ...] = ()  # tables: columns read as numbers; a value that is not one makes its row skipped
 
 
 @dataclass(frozen=True)
 class BackboneConfig:
-    name: str = "convnet6"
+    name: str = "auto"  # auto = convnet6 for images, mlp for tables
     options: dict = field(default_factory=dict)  # constructor kwargs, e.g. {width: 48}
 
 
@@ -256,7 +259,7 @@ def from_dict(data: dict) -> RunConfig:
     return config
 
 
-_VIEW_PRESETS = ("auto", "fmnist", "simclr", "byol", "mae", "multicrop")  # train/loop.py build_views
+_VIEW_PRESETS = ("auto", "fmnist", "simclr", "byol", "mae", "multicrop", "scarf")  # train/loop.py build_views, build_table_views
 
 
 def _check_option_types(options: dict, defaults: dict, section: str) -> None:
@@ -309,8 +312,13 @@ def _check_registered(config: RunConfig) -> None:
 
     method = registered("method", config.method.name, "method.name")
     options("method", method, config.method.options, "method")
-    backbone = registered("backbone", config.backbone.name, "backbone.name")
-    options("backbone", backbone, config.backbone.options, "backbone", skip=("in_channels", "image_size"))
+    from .data.catalogue import guess_modality
+
+    # auto: the backbone the data's kind gets (train/loop.py resolve_backbone), guessed from the name alone
+    name = config.backbone.name if config.backbone.name != "auto" else \
+        {"image": "convnet6", "table": "mlp"}[guess_modality(config.data.name)]
+    backbone = registered("backbone", name, "backbone.name")
+    options("backbone", backbone, config.backbone.options, "backbone", skip=("in_channels", "image_size", "cardinalities"))
     for i, spec in enumerate(config.method.aux):
         path = f"method.aux[{i}]"
         if "name" not in spec:
@@ -320,15 +328,16 @@ def _check_registered(config: RunConfig) -> None:
         weight = spec.get("weight", 0.0)
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight < math.inf:
             raise ConfigError(f"{path}.weight must be a finite number >= 0, got {weight!r}.", "use e.g. weight: 0.1.")
-    importlib.import_module(f"{__package__}.evaluate")  # registers the protocols (`selfsup.evaluate` is also a function)
+    importlib.import_module(f"{__package__}.evaluation")  # registers the protocols (`selfsup.evaluate` is also a function)
     for i, name in enumerate(config.eval.protocols):
         registered("protocol", name, f"eval.protocols[{i}]")
     if config.views.preset not in _VIEW_PRESETS:
         raise ConfigError(f"views.preset={config.views.preset!r} is not a preset.{closest(config.views.preset, _VIEW_PRESETS)}",
                           f"choose one of: {', '.join(_VIEW_PRESETS)}.")
-    from .views import ImageViewConfig
+    from .views import ImageViewConfig, TableViewConfig
 
-    view_fields = {f.name: f for f in dc.fields(ImageViewConfig)}
+    # Image or table options: which of the two applies is known once the data is read (build_views checks again).
+    view_fields = {f.name: f for f in (*dc.fields(TableViewConfig), *dc.fields(ImageViewConfig))}
     for key, value in config.views.options.items():
         if key not in view_fields:
             raise ConfigError(f"unknown config key 'views.{key}'.{closest(key, view_fields)}",

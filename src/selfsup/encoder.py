@@ -1,8 +1,8 @@
 """The exported encoder: a backbone plus the input normalization it was trained with.
 
 Saved as ``encoder.safetensors`` (weights) + ``encoder.json`` (backbone spec, normalization,
-feature dim), so it loads with ``selfsup.load_encoder(path)`` without the method or trainer code,
-and never through pickle.
+feature dim, modality, and for tables the schema that encodes new rows alike), so it loads with
+``selfsup.load_encoder(path)`` without the method or trainer code, and never through pickle.
 """
 from __future__ import annotations
 
@@ -19,22 +19,29 @@ WEIGHTS, CONFIG = "encoder.safetensors", "encoder.json"
 
 
 class Encoder(nn.Module):
-    """Maps images to features: uint8 (B, C, H, W) in [0, 255] or float in [0, 1] -> (B, D)."""
+    """Maps samples to features (B, D).
 
-    def __init__(self, backbone: nn.Module, mean: list[float], std: list[float]):
+    Images: uint8 (B, C, H, W) in [0, 255] or float in [0, 1], normalized per channel. Tables
+    (``modality="table"``): (B, F) rows as a TableDataset holds them (numeric values, categorical
+    codes), numeric columns standardized; ``schema`` (a TableSchema) is how new files are encoded.
+    """
+
+    def __init__(self, backbone: nn.Module, mean: list[float], std: list[float], modality: str = "image",
+                 schema=None):
         super().__init__()
-        self.backbone = backbone
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+        self.backbone, self.modality, self.schema = backbone, modality, schema
+        shape = (1, -1, 1, 1) if modality == "image" else (1, -1)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(shape), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(shape), persistent=False)
 
     @property
     def dim(self) -> int:
         return self.backbone.dim
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dtype == torch.uint8:
+        if x.dtype == torch.uint8 and self.modality == "image":
             x = x.float().div_(255)
-        return (x - self.mean) / self.std
+        return (x.float() - self.mean) / self.std
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone(self.normalize(x))
@@ -46,6 +53,8 @@ class Encoder(nn.Module):
             "mean": self.mean.flatten().tolist(),
             "std": self.std.flatten().tolist(),
             "dim": self.dim,
+            "modality": self.modality,
+            **({"schema": self.schema.to_dict()} if self.schema is not None else {}),
         }
 
 
@@ -83,6 +92,14 @@ def load_encoder(path: str | os.PathLike, device: str | torch.device = "cpu") ->
         config = json.loads((directory / CONFIG).read_text())
         spec = dict(config["backbone"])
         name, mean, std = spec.pop("name"), list(config["mean"]), list(config["std"])
+        modality = config.get("modality", "image")
+        if modality not in ("image", "table"):
+            raise ValueError(f"unknown modality {modality!r}")
+        schema = None
+        if "schema" in config:
+            from .data.table import TableSchema
+
+            schema = TableSchema.from_dict(config["schema"])
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"'{directory / CONFIG}' is not a valid encoder config ({type(exc).__name__}: {exc}).",
                               "re-export the encoder.") from None
@@ -103,4 +120,4 @@ def load_encoder(path: str | os.PathLike, device: str | torch.device = "cpu") ->
         detail = describe_mismatch(backbone.state_dict(), state) or str(exc).strip().splitlines()[0]
         raise CheckpointError(f"'{directory / WEIGHTS}' does not match backbone {name!r} of '{directory / CONFIG}': {detail}.",
                               "load it with the encoder.json it was saved with.") from None
-    return Encoder(backbone, mean, std).to(device).eval()
+    return Encoder(backbone, mean, std, modality, schema).to(device).eval()

@@ -37,7 +37,7 @@ def _load(kind: str) -> None:
     elif kind == "backbone":
         from . import backbones  # noqa: F401
     elif kind == "protocol":
-        importlib.import_module(f"{__package__}.evaluate")  # the subpackage, not api.evaluate re-exported as selfsup.evaluate
+        importlib.import_module(f"{__package__}.evaluation")  # the subpackage, not api.evaluate re-exported as selfsup.evaluate
     elif kind == "auxiliary":
         from . import auxiliaries  # noqa: F401
 

@@ -34,6 +34,7 @@ class Auxiliary(nn.Module):
     paper: ClassVar[str] = ""
     needs: ClassVar[tuple[str, ...]] = ("features",)
     default_weight: ClassVar[float] = 1.0
+    modalities: ClassVar[tuple[str, ...]] = ("image", "table")
 
     def __init__(self, method: Method):
         super().__init__()

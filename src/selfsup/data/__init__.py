@@ -1,7 +1,10 @@
-"""Image data: readers for the official formats, image folders and numpy arrays, and a catalogue.
+"""Data: readers for the official image formats, image folders, numpy arrays and tables, and a catalogue.
 
 ``load_dataset("fashion-mnist")``, ``load_dataset("path/to/folder", split="test")`` and
-``load_dataset("images.npz")`` all return an :class:`ImageDataset`.
+``load_dataset("images.npz")`` return an :class:`ImageDataset`; ``load_dataset("adult")`` and
+``load_dataset("table.csv", label="y")`` a :class:`TableDataset`. Both expose ``modality``,
+``samples``, ``labels``, ``ids``, ``classes``, ``skipped``, ``input_spec()`` and ``normalization()``,
+which is all the trainer and the evaluation use.
 """
 from .arrays import load_arrays
 from .catalogue import dataset_names, describe_datasets, load_dataset, search_dirs
@@ -10,10 +13,15 @@ from .dataset import ImageDataset
 from .folder import IMAGE_EXTENSIONS, load_image_folder
 from .idx import load_idx, read_idx
 from .stl10 import load_stl10
+from .table import Column, TableDataset, TableSchema, load_table
 
 __all__ = [
+    "Column",
     "IMAGE_EXTENSIONS",
     "ImageDataset",
+    "TableDataset",
+    "TableSchema",
+    "load_table",
     "dataset_names",
     "describe_datasets",
     "load_arrays",

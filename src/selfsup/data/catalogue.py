@@ -1,6 +1,6 @@
 """Named datasets and the one entry point, :func:`load_dataset`.
 
-A name (fashion-mnist, mnist, kmnist, cifar10, cifar100, stl10) is looked up, in this order, in
+A name (fashion-mnist, mnist, kmnist, cifar10, cifar100, stl10; the table adult) is looked up, in this order, in
 the `root` argument (the folder itself or a subfolder named after the dataset), ``$SELFSUP_DATA``,
 ``/usr/share/datasets`` and the user cache ``$XDG_CACHE_HOME/selfsup`` (default
 ``~/.cache/selfsup``). In each place the usual folder names are tried (``fashion-mnist``,
@@ -8,7 +8,8 @@ the `root` argument (the folder itself or a subfolder named after the dataset), 
 folder works as it is. Nothing is ever downloaded: a missing file is a DataError that names
 it, the places looked in and how to get it.
 
-Anything else is a path: a ``.npy``/``.npz`` file (see :mod:`.arrays`), a folder holding the
+Anything else is a path: a ``.npy``/``.npz`` file (see :mod:`.arrays`), a table (``.csv``,
+``.tsv``, ``.parquet``; see :mod:`.table`), a folder holding the
 official files of a named dataset, or an image folder (see :mod:`.folder`). For an image folder,
 `split` picks the subfolder ``path/<split>`` when it exists (``root/train``, ``root/test``); a
 folder without split subfolders is used as it is for any split; a folder that has some split
@@ -29,6 +30,7 @@ from .dataset import ImageDataset
 from .folder import display_path, load_image_folder, parse_image_size
 from .idx import load_idx
 from .stl10 import STL10_FILES, load_stl10
+from .table import TableDataset, TableSchema, is_table_file, load_table
 
 SYSTEM_DIR = "/usr/share/datasets"
 _SPLIT_FOLDERS = ("train", "test", "val", "valid", "validation", "unlabeled")
@@ -45,9 +47,10 @@ class NamedDataset:
     name: str
     folders: tuple[str, ...]
     files: dict[str, tuple]
-    read: Callable[[str, str, dict[str, str]], ImageDataset]
+    read: Callable[..., ImageDataset | TableDataset]  # (directory, split, found files, **table options)
     how_to_get: str
     aliases: tuple[str, ...] = ()
+    modality: str = "image"
 
     @property
     def splits(self) -> list[str]:
@@ -116,7 +119,31 @@ CATALOGUE: dict[str, NamedDataset] = {
                      aliases=("stl-10", "stl_10")),
     )
 }
+
+
+def _read_adult(directory: str, split: str, found: dict[str, str], schema: TableSchema | None = None,
+                **_) -> TableDataset:
+    # This file (OpenML's layout) holds UCI's adult.test first (16,281 rows), then adult.data
+    # (32,561 rows, the conventional training split): row 16,281 is adult.data's first row.
+    rows = slice(16_281, None) if split == "train" else slice(0, 16_281)
+    return load_table(found["adult.parquet"], label="income", schema=schema, rows=rows, name="adult")
+
+
+CATALOGUE["adult"] = NamedDataset(
+    "adult", ("adult", "adult-census", "uci-adult"), {"train": ("adult.parquet",), "test": ("adult.parquet",)},
+    _read_adult, "put adult.parquet (UCI Adult / Census Income, 48,842 rows with the column `income`, as OpenML "
+    "serves it) into $SELFSUP_DATA/adult", aliases=("census-income", "adult-income"), modality="table")
 _ALIASES = {alias: d.name for d in CATALOGUE.values() for alias in (d.name, *d.aliases)}
+
+
+def guess_modality(name_or_path: str) -> str:
+    """"table" for a named table or a table file, else "image"; reads nothing (for config checks)."""
+    text = os.fspath(name_or_path)
+    key = text.strip().lower().replace("_", "-")
+    name = _ALIASES.get(key) or _ALIASES.get(key.replace("-", ""))
+    if name is not None:
+        return CATALOGUE[name].modality
+    return "table" if is_table_file(text) else "image"
 
 
 def dataset_names() -> list[str]:
@@ -221,14 +248,20 @@ def _folder_split(path: str, split: str) -> str:
     return path
 
 
-def load_dataset(name_or_path: str, split: str = "train", root: str | None = None, image_size=None) -> ImageDataset:
-    """A named dataset (see :func:`dataset_names`) or the data at a path, as an ImageDataset.
+def load_dataset(name_or_path: str, split: str = "train", root: str | None = None, image_size=None, *,
+                 label: str | None = None, schema: TableSchema | None = None, categorical=(), numeric=()):
+    """A named dataset (see :func:`dataset_names`) or the data at a path: an ImageDataset, or a
+    TableDataset for a table (a named table, or a .csv/.tsv/.parquet file).
 
     `split`: train, test (and unlabeled, train+unlabeled for stl10); for a path, the subfolder or
-    the npz keys of that split. `image_size` (int or (h, w)) resizes every image to that size.
+    the npz keys of that split (a table file is one split: pass another file as the test split).
+    `image_size` (int or (h, w)) resizes every image to that size. Tables: `label` names the label
+    column, `schema` is the encoding of the training table (pass ``train.schema`` when reading its
+    test split or new data), `categorical` / `numeric` force column kinds (see :mod:`.table`).
     A known name wins over a folder of the same name: write ``./mnist`` for the folder.
     """
     size = parse_image_size(image_size)
+    table_options = {"label": label, "schema": schema, "categorical": tuple(categorical), "numeric": tuple(numeric)}
     text = os.fspath(name_or_path)
     key = text.strip().lower().replace("_", "-")
     name = _ALIASES.get(key) or _ALIASES.get(key.replace("-", ""))
@@ -238,13 +271,17 @@ def load_dataset(name_or_path: str, split: str = "train", root: str | None = Non
             raise DataError(f"{name} has no split {split!r}.{closest(split, spec.splits)}",
                             f"use one of: {', '.join(spec.splits)}.")
         directory, found = _locate(spec, split, root)
+        if spec.modality == "table":
+            return spec.read(directory, split, found, schema=schema)
         return _resize(spec.read(directory, split, found), size)
     path = os.path.expanduser(text)
     if os.path.isfile(path):
         if path.lower().endswith((".npy", ".npz")):
             return _resize(load_arrays(path, split), size)
-        raise DataError(f"cannot read the file {display_path(path)}: it is not .npy or .npz.",
-                        f"pass a named dataset ({', '.join(dataset_names())}), an image folder, or a .npy/.npz file.")
+        if is_table_file(path):
+            return load_table(path, **table_options)
+        raise DataError(f"cannot read the file {display_path(path)}: it is not .npy, .npz, .csv, .tsv or .parquet.",
+                        f"pass a named dataset ({', '.join(dataset_names())}), an image folder, an array file or a table.")
     if os.path.isdir(path):
         named = _detect_named(path, split)
         if named is not None:
@@ -255,7 +292,8 @@ def load_dataset(name_or_path: str, split: str = "train", root: str | None = Non
         return ds if folder == path else replace(ds, name=display_path(os.path.basename(os.path.normpath(path))))
     raise DataError(
         f"no dataset or path '{display_path(text)}'.{closest(key, dataset_names())}",
-        f"pass one of the named datasets ({', '.join(dataset_names())}), an image folder, or a .npy/.npz file.",
+        f"pass one of the named datasets ({', '.join(dataset_names())}), an image folder, a .npy/.npz file or a table "
+        "(.csv, .tsv, .parquet).",
     )
 
 

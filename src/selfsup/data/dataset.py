@@ -27,6 +27,8 @@ class ImageDataset:
     classes: list[str] | None = None
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
+    modality = "image"  # the other kind is data.table.TableDataset; generic code reads `samples`
+
     def __post_init__(self):
         if self.images.dtype != torch.uint8 or self.images.dim() != 4:
             raise ValueError(f"images must be uint8 (N, C, H, W), got {self.images.dtype} {tuple(self.images.shape)}")
@@ -38,6 +40,17 @@ class ImageDataset:
 
     def __len__(self) -> int:
         return len(self.images)
+
+    @property
+    def samples(self) -> torch.Tensor:
+        return self.images
+
+    def input_spec(self) -> dict:
+        """The backbone arguments the data fixes."""
+        return {"in_channels": self.channels, "image_size": self.image_size[0]}
+
+    def normalization(self) -> tuple[list[float], list[float]]:
+        return self.mean_std()
 
     @property
     def channels(self) -> int:

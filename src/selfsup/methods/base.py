@@ -28,6 +28,9 @@ Class attributes a method sets:
 - ``family``: "contrastive", "redundancy", "distillation", "masked", ...
 - ``needs_labels``: True for a method that trains on ``Batch.labels`` (SupCon); the trainer then
   refuses a dataset without labels before training.
+- ``modalities``: the kinds of data it works on, ``("image", "table")`` by default (a method that
+  only combines backbone outputs of its views works on any); one that needs pixels (rotations,
+  feature maps, patches) says ``("image",)`` and the trainer refuses other data before training.
 """
 from __future__ import annotations
 
@@ -42,8 +45,9 @@ from torch import nn
 class TrainData:
     """What ``Method.prepare`` sees: the whole training set on the training device.
 
-    images: uint8 (N, C, H, W); labels: (N,) int64 or None; mean, std: per-channel floats of the
-    [0, 1]-scaled pixels (the normalization the views use).
+    images: uint8 (N, C, H, W), or for a table the rows (N, F) float32; labels: (N,) int64 or None;
+    mean, std: per-channel floats of the [0, 1]-scaled pixels (per column for a table), the
+    normalization the views use.
     """
 
     images: torch.Tensor
@@ -56,9 +60,10 @@ class TrainData:
 class Batch:
     """One training step's input.
 
-    views: V tensors (B, C, H, W), normalized floats; global views first, then local views.
+    views: V tensors (B, C, H, W), normalized floats (tables: (B, F)); global views first, then local views.
     params: one dict per view of the random parameters drawn for it (see ``selfsup.views``).
-    images: the un-augmented uint8 images (B, C, H, W) on the device (masked objectives use them).
+    images: the un-augmented uint8 images (B, C, H, W) on the device (masked objectives use them);
+    for a table, its raw rows (B, F).
     labels: (B,) int64 or None. index: (B,) dataset indices. progress: fraction of training done, in [0, 1].
     """
 
@@ -75,6 +80,7 @@ class Method(nn.Module):
     family: ClassVar[str] = ""
     views: ClassVar[dict] = {"n_global": 2, "n_local": 0}
     needs_labels: ClassVar[bool] = False
+    modalities: ClassVar[tuple[str, ...]] = ("image", "table")
 
     aux_outputs: ClassVar[tuple[str, ...]] = ("features", "embeddings")
     embedding_dim: int | None = None  # width of the ``embeddings`` forward returns (set by methods that return them)

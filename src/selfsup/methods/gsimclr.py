@@ -92,6 +92,7 @@ class GSimCLR(Method):
     fraction of a CPU run.
     """
 
+    modalities = ("image",)  # works on images only (see the docstring)
     paper = ("Chakraborty, Gosthipaty, Paul. G-SimCLR: Self-Supervised Contrastive Learning with Guided "
              "Projection via Pseudo Labelling. ICDM Workshops 2020, arXiv:2009.12007")
     family = "contrastive"
@@ -217,7 +218,7 @@ def first_stage_features(data: TrainData, first_stage: str, steps: int, noise_st
                 return pixel_pca(data, PCA_DIMS)
             return dae_features(train_dae(data, steps, noise_std, seed), data)
     from ..encoder import load_encoder
-    from ..evaluate.features import extract_features
+    from ..evaluation.features import extract_features
 
     encoder = load_encoder(first_stage, device=data.images.device)
     if encoder.mean.shape[1] != data.images.shape[1]:

@@ -61,6 +61,7 @@ class MixedBarlowTwins(BarlowTwins):
     and ``lambda_offdiag`` keeps ``barlow_twins``' 5e-3 (they use 1/128 with 1024 dimensions).
     """
 
+    modalities = ("image",)  # mixing table rows would average category codes
     paper = ("Bandara, De Melo, Patel. Guarding Barlow Twins Against Overfitting with Mixed Samples. "
              "arXiv:2312.02151, 2023")
 

@@ -181,6 +181,7 @@ class OBoW(Method):
     normalizes with the batch's own mean and std.
     """
 
+    modalities = ("image",)  # works on images only (see the docstring)
     paper = ("Gidaris, Bursuc, Puy, Komodakis, Cord, Pérez. OBoW: Online Bag-of-Visual-Words Generation for "
              "Self-Supervised Learning. CVPR 2021, arXiv:2012.11552")
     family = "distillation"

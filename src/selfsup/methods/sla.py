@@ -92,6 +92,7 @@ class SLA(Method):
     preset under ``views.preset: auto``).
     """
 
+    modalities = ("image",)  # works on images only (see the docstring)
     paper = ("Lee, Hwang, Shin. Self-supervised Label Augmentation via Input Transformations. ICML 2020, "
              "arXiv:1910.05872")
     family = "supervised"

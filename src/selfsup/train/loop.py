@@ -55,6 +55,7 @@ class EpochOrder:
 
 
 def build_views(config: RunConfig, method_cls: type[Method], channels: int, size: int, mean, std):
+    """The image view generator of a run: the preset (or the method's) with the config's options."""
     from .. import views as V
 
     layout = dict(method_cls.views)
@@ -69,18 +70,57 @@ def build_views(config: RunConfig, method_cls: type[Method], channels: int, size
     presets = {"fmnist": lambda: V.fmnist_views(), "simclr": lambda: V.simclr_views(size),
                "byol": lambda: V.byol_views(size), "mae": lambda: V.mae_views(size),
                "multicrop": lambda: V.multicrop_views(size, layout.get("n_local", 6))}
-    if preset not in presets:
-        raise ConfigError(f"unknown views preset {preset!r}.", f"choose one of: auto, {', '.join(presets)}.")
-    view_config = presets[preset]()
-    valid = {f.name for f in dataclasses.fields(view_config)}
-    from ..errors import closest
-    for key in config.views.options:
-        if key not in valid:
-            raise ConfigError(f"unknown config key 'views.{key}'.{closest(key, valid)}", f"valid keys: {', '.join(sorted(valid))}.")
+    view_config = _preset(config, presets, preset)
     options = {"n_global": layout.get("n_global", 2), "n_local": layout.get("n_local", 0), **config.views.options}
     if view_config.size is None:
         options.setdefault("size", size)
     return V.ImageViews(dataclasses.replace(view_config, **options), mean, std)
+
+
+def build_table_views(config: RunConfig, method_cls: type[Method], dataset, mean, std, device):
+    """The table view generator of a run (SCARF's corruption; see views/table.py)."""
+    from .. import views as V
+
+    layout = dict(method_cls.views)
+    preset = "scarf" if config.views.preset == "auto" else config.views.preset
+    view_config = _preset(config, {"scarf": V.scarf_views}, preset)
+    options = {"n_global": layout.get("n_global", 2), "n_local": layout.get("n_local", 0), **config.views.options}
+    numeric = [c.kind == "numeric" for c in dataset.schema.columns]
+    return V.TableViews(dataclasses.replace(view_config, **options), mean, std, dataset.values.to(device), numeric)
+
+
+def _preset(config: RunConfig, presets: dict, preset: str):
+    from ..errors import closest
+
+    if preset not in presets:
+        raise ConfigError(f"unknown views preset {preset!r} for this data.", f"choose one of: auto, {', '.join(presets)}.")
+    view_config = presets[preset]()
+    valid = {f.name for f in dataclasses.fields(view_config)}
+    for key in config.views.options:
+        if key not in valid:
+            raise ConfigError(f"unknown config key 'views.{key}'.{closest(key, valid)}", f"valid keys: {', '.join(sorted(valid))}.")
+    return view_config
+
+
+def resolve_backbone(name: str, modality: str, data_name: str) -> str:
+    """The backbone a run uses: `auto` picks convnet6 for images and mlp for tables; a backbone made
+    for the other kind of data is a ConfigError naming one that fits."""
+    default = {"image": "convnet6", "table": "mlp"}
+    if name == "auto":
+        return default[modality]
+    takes = getattr(registry.get("backbone", name), "modality", "image")
+    if takes != modality:
+        raise ConfigError(f"backbone {name!r} encodes {takes}s, and '{data_name}' is {'an' if modality == 'image' else 'a'} {modality} dataset.",
+                          f"use --backbone {default[modality]} (or leave the backbone at auto).")
+    return name
+
+
+def check_modality(kind: str, name: str, cls, modality: str, data_name: str) -> None:
+    """A method or auxiliary that only works on some kinds of data says so in ``modalities``."""
+    allowed = getattr(cls, "modalities", ("image", "table"))
+    if modality not in allowed:
+        raise ConfigError(f"{kind} {name!r} works on {' and '.join(m + 's' for m in allowed)} only, and '{data_name}' "
+                          f"is {'an' if modality == 'image' else 'a'} {modality} dataset.", f"choose another {kind} (`selfsup methods` lists them).")
 
 
 def _check_resume_config(run_dir: Path, config: RunConfig) -> None:
@@ -111,18 +151,19 @@ class Monitor:
     """Online weighted kNN on a labelled bank of train images and other held-out train images."""
 
     def __init__(self, dataset, bank: int, queries: int, seed: int, device: torch.device, k: int = 20, t: float = 0.07):
+        # dataset: an ImageDataset or TableDataset; its `samples` are what the encoder takes
         g = torch.Generator().manual_seed(seed + 99)
         perm = torch.randperm(len(dataset), generator=g)
         bank = min(bank, len(dataset) - 1)
         queries = min(queries, len(dataset) - bank)
         self.bank_idx, self.query_idx = perm[:bank], perm[bank:bank + queries]
-        self.images = dataset.images
+        self.images = dataset.samples
         self.labels = dataset.labels.to(device)
         self.k, self.t = k, t
 
     def __call__(self, encoder: Encoder, dtype) -> float:
-        from ..evaluate.features import extract_features
-        from ..evaluate.knn import knn_accuracy
+        from ..evaluation.features import extract_features
+        from ..evaluation.knn import knn_accuracy
 
         was_training = encoder.training
         amp = dtype is not None
@@ -206,29 +247,43 @@ def _train(config: RunConfig, resume: bool, stop_after: int | None, stop: StopSi
     registry.check_kwargs("method", config.method.name, config.method.options)
 
     train_set = load_dataset(config.data.name, split=config.data.train_split, root=config.data.root,
-                             image_size=config.data.image_size)
+                             image_size=config.data.image_size, label=config.data.label,
+                             categorical=config.data.categorical, numeric=config.data.numeric)
     if len(train_set) == 0:
-        raise DataError(f"dataset '{config.data.name}' has no images.", "point --data at a folder or file with images.")
+        raise DataError(f"dataset '{config.data.name}' is empty.", "point --data at a folder or file with data.")
+    modality = train_set.modality
+    backbone_name = resolve_backbone(config.backbone.name, modality, config.data.name)
+    check_modality("method", config.method.name, method_cls, modality, config.data.name)
+    for entry in config.method.aux:
+        check_modality("auxiliary", entry.get("name"), registry.get("auxiliary", entry.get("name")), modality,
+                       config.data.name)
     if method_cls.needs_labels and train_set.labels is None:
         raise DataError(f"method '{config.method.name}' trains on class labels, and dataset '{config.data.name}' has none.",
                         "use a labelled dataset (class subfolders, or an .npz with 'y'), or a self-supervised method.")
     if cfg_t.batch_size > len(train_set):
-        raise ConfigError(f"batch size {cfg_t.batch_size} is larger than the dataset ({len(train_set)} images in '{config.data.name}').",
+        raise ConfigError(f"batch size {cfg_t.batch_size} is larger than the dataset ({len(train_set)} {'rows' if modality == 'table' else 'images'} in '{config.data.name}').",
                           f"use --batch-size {len(train_set)} or smaller, or add data.")
     if train_set.skipped:
-        print(f"warning: skipped {len(train_set.skipped)} unreadable file(s) in '{config.data.name}', "
+        what = "broken row(s)" if modality == "table" else "unreadable file(s)"
+        print(f"warning: skipped {len(train_set.skipped)} {what} in '{config.data.name}', "
               f"e.g. {train_set.skipped[0][0]} ({train_set.skipped[0][1]}); listed in {run_dir / 'skipped.txt'}", file=sys.stderr)
 
+    for note in getattr(train_set, "notes", ()):
+        print(f"note: {note}", file=sys.stderr)
+
     torch.manual_seed(cfg_t.seed)
-    mean, std = train_set.mean_std()
-    channels, size = train_set.channels, train_set.image_size[0]
-    backbone = build_backbone(config.backbone.name, in_channels=channels, image_size=size, **config.backbone.options)
+    mean, std = train_set.normalization()
+    # in_channels, image_size and cardinalities come from the data (config.py refuses them as options)
+    backbone = build_backbone(backbone_name, **train_set.input_spec(), **config.backbone.options)
     method = method_cls(backbone, **config.method.options)
     auxiliaries.attach(method, config.method.aux)
     method = method.to(device)
     memory_format = torch.channels_last if cfg_t.channels_last else torch.contiguous_format
     method = method.to(memory_format=memory_format)
-    views = build_views(config, method_cls, channels, size, mean, std)
+    if modality == "image":
+        views = build_views(config, method_cls, train_set.channels, train_set.image_size[0], mean, std)
+    else:
+        views = build_table_views(config, method_cls, train_set, mean, std, device)
     optimizer = build_optimizer(method, config.optim.name, config.optim.lr, config.optim.weight_decay,
                                 config.optim.momentum, config.optim.betas, config.optim.lars_eta)
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
@@ -244,7 +299,7 @@ def _train(config: RunConfig, resume: bool, stop_after: int | None, stop: StopSi
     except OSError as exc:
         raise disk_error(exc, run_dir / "config.yaml", "the run configuration") from exc
 
-    images = train_set.images.to(device)
+    images = train_set.samples.to(device)  # uint8 images or float32 table rows
     labels = train_set.labels.to(device) if train_set.labels is not None else None
     method.prepare(TrainData(images, labels, list(mean), list(std)))
 
@@ -264,7 +319,7 @@ def _train(config: RunConfig, resume: bool, stop_after: int | None, stop: StopSi
     monitor = None
     if cfg_t.monitor_every and train_set.labels is not None and len(train_set) > 20:
         monitor = Monitor(train_set, cfg_t.monitor_bank, cfg_t.monitor_queries, cfg_t.seed, device)
-    encoder = Encoder(method.backbone, mean, std)
+    encoder = Encoder(method.backbone, mean, std, modality, getattr(train_set, "schema", None))
     metrics_path = run_dir / "metrics.jsonl"
     if not resume and metrics_path.exists():
         metrics_path.unlink()
@@ -312,7 +367,7 @@ def _train(config: RunConfig, resume: bool, stop_after: int | None, stop: StopSi
         generator.manual_seed(seed)
         batch_images = images[index]
         view_list, params = views(batch_images, generator)
-        view_list = [v.contiguous(memory_format=memory_format) for v in view_list]
+        view_list = [v.contiguous(memory_format=memory_format) if v.dim() == 4 else v for v in view_list]
         batch = Batch(view_list, params, batch_images, None if labels is None else labels[index], index, progress)
         if buffers:
             torch._foreach_copy_(buffer_backup, buffers)

@@ -174,7 +174,7 @@ def weights_hash(encoder: nn.Module) -> str:
 
 
 def _data_hash(images: torch.Tensor) -> str:
-    # Hashing the pixels (about 0.1 s for 47 MB) guards against two datasets sharing a name.
+    # Hashing the pixels or table values (about 0.1 s for 47 MB) guards against two datasets sharing a name.
     x = images.detach().cpu().contiguous()
     return hashlib.sha256(x.view(torch.uint8).numpy().tobytes()).hexdigest()
 
@@ -187,7 +187,7 @@ class FeatureCache:
 
     def key(self, encoder: nn.Module, dataset, split_key: str | None = None, amp: bool = False) -> str:
         parts = [weights_hash(encoder), str(dataset.name), str(split_key or ""), str(len(dataset)),
-                 _data_hash(dataset.images), f"amp={bool(amp)}"]
+                 _data_hash(dataset.samples), f"amp={bool(amp)}"]
         return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
 
     def path(self, key: str) -> Path:
@@ -217,18 +217,18 @@ class FeatureCache:
 
 def cached_features(encoder: nn.Module, dataset, split_key: str | None = None,
                     cache_dir: str | os.PathLike | None = None, batch_size: int = 1024, device: str | torch.device = "cpu", amp: bool = False) -> torch.Tensor:
-    """Features (N, D) float32 of `dataset.images`, from `cache_dir` when this encoder saw this split before.
+    """Features (N, D) float32 of `dataset.samples`, from `cache_dir` when this encoder saw this split before.
 
     `cache_dir=None` disables caching. The key covers the encoder's weights, the dataset name,
     `split_key` (optional: the pixel hash already tells splits apart), its length and pixels, and
     `amp`, so any change there re-extracts.
     """
     if cache_dir is None:
-        return extract_features(encoder, dataset.images, batch_size, device, amp)
+        return extract_features(encoder, dataset.samples, batch_size, device, amp)
     cache = FeatureCache(cache_dir)
     key = cache.key(encoder, dataset, split_key, amp)
     features = cache.get(key)
     if features is None or len(features) != len(dataset):
-        features = extract_features(encoder, dataset.images, batch_size, device, amp)
+        features = extract_features(encoder, dataset.samples, batch_size, device, amp)
         cache.put(key, features)
     return features

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ..data.dataset import ImageDataset
+from ..data.table import TableDataset
 from ..errors import ConfigError, DataError
 from ..registry import check_kwargs, get, register
 from .features import cached_features, extract_features
@@ -33,8 +34,8 @@ class EvalContext:
     """What a protocol may use. `test` may be None (label-free protocols run on `train` alone)."""
 
     encoder: nn.Module
-    train: ImageDataset
-    test: ImageDataset | None = None
+    train: ImageDataset | TableDataset
+    test: ImageDataset | TableDataset | None = None
     device: str | torch.device = "cpu"
     seed: int = 0
     amp: bool = False
@@ -42,14 +43,14 @@ class EvalContext:
     batch_size: int = 1024
     _features: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
-    def dataset(self, split: str) -> ImageDataset:
+    def dataset(self, split: str) -> ImageDataset | TableDataset:
         data = self.train if split == "train" else self.test
         if data is None:
             raise DataError(f"no {split!r} split to evaluate on.", "pass a test dataset to evaluate().")
         return data
 
     def features(self, split: str) -> torch.Tensor:
-        """(N, D) float32 features of the 'train' or 'test' images, extracted once (and cached on disk)."""
+        """(N, D) float32 features of the 'train' or 'test' samples, extracted once (and cached on disk)."""
         if split not in self._features:
             # No split key: the pixel hash in the cache key tells splits apart, and other callers
             # (the report's embedding map) then hit the same cache files.
@@ -105,6 +106,9 @@ def classic_protocol(ctx: EvalContext, epochs: int = 10, lr: float = 0.1, batch_
     """SGD linear head on augmented (crop + flip) images through the frozen backbone; slow."""
     from .classic import classic_linear_eval, crop_flip_views
 
+    if ctx.train.modality != "image":
+        raise ConfigError("protocol 'classic' trains on augmented images; this dataset is a table.",
+                          "use the linear protocol (L-BFGS on frozen features) for tables.")
     views = crop_flip_views(ctx.encoder)
     return classic_linear_eval(ctx.encoder, ctx.train.images, ctx.labels("train"), ctx.features("test"),
                                ctx.labels("test"), views, epochs=epochs, lr=lr, batch_size=batch_size,
@@ -126,20 +130,26 @@ def alignment_uniformity_protocol(ctx: EvalContext, n: int = 2048, alpha: float 
     from .labelfree import alignment_uniformity as measure
 
     generator = torch.Generator().manual_seed(ctx.seed)
-    return measure(ctx.encoder, ctx.train.images, default_views(ctx.encoder, ctx.train), n=n,
+    return measure(ctx.encoder, ctx.train.samples, default_views(ctx.encoder, ctx.train), n=n,
                    generator=generator, alpha=alpha, t=t)
 
 
-def default_views(encoder: nn.Module, data: ImageDataset):
-    """The pretraining augmentation preset for `data`: Fashion-MNIST's for 1-channel 28x28, else SimCLR's."""
-    from ..views import ImageViews, fmnist_views, simclr_views
+def default_views(encoder: nn.Module, data):
+    """The pretraining augmentation preset for `data`: Fashion-MNIST's for 1-channel 28x28, else
+    SimCLR's; for a table SCARF's corruption of every view (marginals from `data` itself)."""
+    from ..views import ImageViews, TableViews, fmnist_views, scarf_views, simclr_views
+
+    if data.modality == "table":
+        numeric = [c.kind == "numeric" for c in data.schema.columns]
+        return TableViews(scarf_views(corrupt_first=True), encoder.mean.flatten().tolist(), encoder.std.flatten().tolist(),
+                          data.values, numeric)
 
     fmnist = data.channels == 1 and tuple(data.image_size) == (28, 28)
     config = fmnist_views() if fmnist else simclr_views(data.image_size[0])
     return ImageViews(config, encoder.mean.flatten().tolist(), encoder.std.flatten().tolist())
 
 
-def evaluate(encoder: nn.Module, train: ImageDataset, test: ImageDataset | None = None,
+def evaluate(encoder: nn.Module, train: ImageDataset | TableDataset, test: ImageDataset | TableDataset | None = None,
              protocols: tuple[str, ...] | None = None, cache_dir: str | Path | None = None,
              device: str | torch.device = "cpu", seed: int = 0, amp: bool = False,
              options: dict[str, dict[str, Any]] | None = None, knn_k: int | None = None,
