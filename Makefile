@@ -8,7 +8,7 @@ FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 BENCH_VENV ?= .venv-bench
 BENCH_TORCH ?= torch==2.14.1
 
-.PHONY: run test install data bench clean
+.PHONY: run test install data test-deps bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,20 +19,31 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-# Fashion-MNIST from Debian's dataset-fashion-mnist package (IDX files under /usr/share/datasets).
-data: $(FMNIST)
-$(FMNIST):
-	@if command -v apt-get >/dev/null 2>&1; then \
+# Debian packages, installed only when missing, with one `apt-get update`: Fashion-MNIST
+# (dataset-fashion-mnist: IDX files under /usr/share/datasets) for both commands, and headless
+# Chromium for the tests (they open the evaluation report page in it).
+CHROMIUM := /usr/bin/chromium-headless-shell
+define apt_install
+	@missing="$(strip $(1))"; \
+	if command -v apt-get >/dev/null 2>&1; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq dataset-fashion-mnist; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	else \
-	  echo "Fashion-MNIST is missing: put the four IDX files in \$$SELFSUP_DATA/fashion-mnist (see README)"; exit 1; \
+	  echo "missing Debian packages: $$missing (Fashion-MNIST: put the four IDX files in \$$SELFSUP_DATA/fashion-mnist; see README)"; exit 1; \
 	fi
+endef
+
+data:
+	$(if $(wildcard $(FMNIST)),,$(call apt_install,dataset-fashion-mnist))
+
+TEST_PKGS = $(if $(wildcard $(FMNIST)),,dataset-fashion-mnist) $(if $(wildcard $(CHROMIUM)),,chromium-headless-shell)
+test-deps:
+	$(if $(strip $(TEST_PKGS)),$(call apt_install,$(TEST_PKGS)))
 
 run: install data
 	$(VENV)/bin/selfsup pretrain --config configs/fmnist.yaml --out runs/fmnist
 
-test: install data
+test: install test-deps
 	$(PY) -m pytest
 
 $(BENCH_VENV)/.installed: pyproject.toml

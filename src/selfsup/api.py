@@ -167,6 +167,94 @@ def evaluate(encoder: Encoder | str | os.PathLike, data: str = "fashion-mnist", 
                               seed, report)
 
 
+def study(encoders, data: str = "fashion-mnist", *, train_split: str = "train", test_split: str = "test",
+          root: str | None = None, image_size: int | None = None, protocols="all", checkpoints: str = "final",
+          seeds=(0,), options: dict | None = None, out: str | os.PathLike = "evaluation", device: str = "auto",
+          embedding_map: bool = True, quiet: bool = False) -> list[dict]:
+    """Evaluate one or many encoders (run directories or encoder paths), at their final weights or
+    over their checkpoints, with many protocols and seeds; write ``<out>/results.csv`` and
+    ``results.parquet`` (one tidy row per run, checkpoint, seed, protocol and metric) and the
+    single-page ``<out>/report.html``. Returns the rows.
+
+    `protocols`: names, or "all" (every protocol that fits the data, except the slow ones that
+    train through the backbone: finetune, coretune, classic). `checkpoints`: "final", "all" or
+    "500,1000" (see ``evaluation.study.encoders_of``). `options`: {protocol: {option: value}}.
+    Features are cached in ``<out>/features``, so a second study of the same encoders is fast.
+    """
+    import sys
+
+    from . import registry
+    from .data import load_dataset
+    from .evaluation.study import encoders_of, run_study, write_results
+    from .report.html import write_html
+    from .train.hardware import resolve_device, resolve_precision
+
+    if isinstance(encoders, (str, os.PathLike, torch.nn.Module)):
+        encoders = [encoders]
+    seeds = tuple(int(s) for s in seeds)
+    if not seeds:
+        raise ConfigError("no seeds given.", "pass e.g. seeds=(0, 1, 2).")
+    dev = resolve_device(device)
+    amp = resolve_precision("auto", dev) is not None
+    triples = []
+    for item in encoders:
+        if isinstance(item, torch.nn.Module):
+            triples.append(("encoder", "final", item.to(dev).eval()))
+        else:
+            triples += encoders_of(item, checkpoints, device=dev)
+    first = triples[0][2]
+    schema = getattr(first, "schema", None)
+    train_set = load_dataset(data, split=train_split, root=root, image_size=image_size, schema=schema)
+    for _, _, encoder in triples:
+        _check_encoder_input(encoder, train_set, data)
+    if Path(test_split).exists():  # a split name of the data, or a path of its own (as in evaluate)
+        test_set = load_dataset(test_split, root=root, image_size=image_size, schema=schema)
+    else:
+        test_set = load_dataset(data, split=test_split, root=root, image_size=image_size, schema=schema)
+    check_compatible(test_set, train_set, "test")
+    if protocols == "all" or protocols == ["all"]:
+        image_only = {"robustness", "adversarial", "multilayer"}
+        protocols = [p for p in registry.names("protocol") if not getattr(registry.get("protocol", p), "slow", False)
+                     and (train_set.modality == "image" or p not in image_only)]
+        if train_set.labels is None or test_set.labels is None:
+            protocols = [p for p in protocols if not registry.get("protocol", p).needs_labels]
+    protocols = tuple(protocols)
+    for name in protocols:
+        registry.get("protocol", name)  # unknown names fail before any work
+    for name, kw in (options or {}).items():
+        if name not in protocols:
+            raise ConfigError(f"options given for protocol {name!r}, which is not run.", f"add it to the protocols ({', '.join(protocols)}).")
+        registry.check_kwargs("protocol", name, kw)
+    needs = sorted(p for p in protocols if registry.get("protocol", p).needs_labels)
+    if needs and (train_set.labels is None or test_set.labels is None):
+        raise DataError(f"protocols {', '.join(needs)} need labels, and '{data}' has none in one of its splits.",
+                        "evaluate on labelled data, or run only label-free protocols (rankme, alpha_req, separability, "
+                        "alignment_uniformity).")
+    out = Path(out)
+
+    def progress(text):
+        if not quiet:
+            print(f"evaluate: {text}", file=sys.stderr, flush=True)
+
+    rows = run_study(triples, train_set, test_set, protocols, seeds, options=options, cache_dir=out / "features",
+                     device=dev, amp=amp, progress=progress)
+    write_results(rows, out)
+    embeddings = {}
+    if embedding_map:
+        from .evaluation.features import cached_features
+        from .report.embedding import project_2d, subsample
+
+        for run, checkpoint, encoder in triples:
+            if checkpoint != "final" and any(t[0] == run and t[1] == "final" for t in triples):
+                continue
+            feats = cached_features(encoder, test_set, cache_dir=out / "features", device=dev, amp=amp)
+            pick = subsample(len(feats), 2000)
+            labels = None if test_set.labels is None else test_set.labels.numpy()[pick]
+            embeddings[f"{run} @ {checkpoint}"] = (project_2d(feats.numpy()[pick]), labels, test_set.classes)
+    write_html(rows, out / "report.html", title=f"selfsup evaluation on {data}", embeddings=embeddings)
+    return rows
+
+
 def _check_encoder_input(encoder: Encoder, dataset, data: str) -> None:
     modality = getattr(encoder, "modality", "image")
     if dataset.modality != modality:

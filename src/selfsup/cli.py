@@ -47,13 +47,23 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-eval", action="store_true", help="skip evaluation after pretraining")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    p = sub.add_parser("evaluate", help="evaluate an encoder with the standard protocols")
-    p.add_argument("encoder", help="run directory or encoder.safetensors")
+    p = sub.add_parser("evaluate", help="evaluate encoders with the standard protocols",
+                       description="One encoder with the defaults updates its run's results.json and report. Several "
+                       "encoders, --checkpoints, several --seeds or --out run a study: every protocol x seed x "
+                       "checkpoint into <out>/results.csv + results.parquet and the page <out>/report.html.")
+    p.add_argument("encoders", nargs="+", metavar="encoder", help="run directory or encoder.safetensors (one or more)")
     p.add_argument("--data", default="fashion-mnist")
     p.add_argument("--train-split", default="train")
     p.add_argument("--test-split", default="test")
-    p.add_argument("--protocols", default="knn,linear,rankme", help="comma-separated protocol names")
+    p.add_argument("--protocols", default="knn,linear,rankme",
+                   help="comma-separated protocol names, or all (every one that fits the data except finetune, "
+                        "coretune and classic, which train through the backbone)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, nargs="+", help="several seeds (a study): seeded protocols run once per seed")
+    p.add_argument("--checkpoints", default="final", help="final | all | comma-separated steps (a study)")
+    p.add_argument("--option", action="append", default=[], metavar="PROTOCOL.KEY=VALUE",
+                   help="a protocol option, e.g. --option fewshot.episodes=50 --option ood.held_out=0.2")
+    p.add_argument("--out", help="study output folder (default: evaluation)")
     _add_device(p)
 
     p = sub.add_parser("embed", help="write embeddings of a dataset or folder to .npy or .parquet")
@@ -108,12 +118,23 @@ def run(argv: list[str] | None = None) -> int:
         print(f"pretrain: {result.steps} steps, {result.images_per_s:.0f} images/s")
         _print_results(result.results)
     elif args.command == "evaluate":
-        from .api import evaluate
+        from .api import evaluate, study
 
         protocols = [p.strip() for p in args.protocols.split(",") if p.strip()]
-        results = evaluate(args.encoder, data=args.data, train_split=args.train_split, test_split=args.test_split,
-                           protocols=protocols, seed=args.seed, device=args.device or "auto")
-        _print_results(results)
+        options = _protocol_options(args.option)
+        seeds = args.seeds or [args.seed]
+        if len(args.encoders) > 1 or args.checkpoints != "final" or len(seeds) > 1 or args.out or options \
+                or protocols == ["all"]:
+            out = args.out or "evaluation"
+            rows = study(args.encoders, data=args.data, train_split=args.train_split, test_split=args.test_split,
+                         protocols="all" if protocols == ["all"] else protocols, checkpoints=args.checkpoints,
+                         seeds=seeds, options=options, out=out, device=args.device or "auto")
+            print(f"{len(rows)} results in {out}/results.csv (and results.parquet); report {out}/report.html")
+        else:
+            results = evaluate(args.encoders[0], data=args.data, train_split=args.train_split,
+                               test_split=args.test_split, protocols=protocols, seed=args.seed,
+                               device=args.device or "auto")
+            _print_results(results)
     elif args.command == "embed":
         from .api import embed
 
@@ -134,6 +155,23 @@ def run(argv: list[str] | None = None) -> int:
             raise DataError(f"'{args.run}' is not a run directory (no metrics.jsonl).", "pass the --out of a pretrain run.")
         print(f"wrote {write_report(Path(args.run))}")
     return 0
+
+
+def _protocol_options(items: list[str]) -> dict:
+    """["fewshot.episodes=50", ...] -> {"fewshot": {"episodes": 50}}; values are read as YAML."""
+    import yaml
+
+    from .errors import ConfigError
+
+    options: dict = {}
+    for text in items:
+        key, sep, raw = text.partition("=")
+        name, dot, option = key.strip().partition(".")
+        if not sep or not dot or not name or not option:
+            raise ConfigError(f"--option {text!r} is not PROTOCOL.KEY=VALUE.", "write e.g. --option fewshot.episodes=50.")
+        value = yaml.safe_load(raw) if raw.strip() else None
+        options.setdefault(name, {})[option] = tuple(value) if isinstance(value, list) else value
+    return options
 
 
 def _print_results(results: dict) -> None:

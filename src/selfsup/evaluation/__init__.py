@@ -42,6 +42,7 @@ class EvalContext:
     cache_dir: str | Path | None = None
     batch_size: int = 1024
     _features: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+    _memo: dict = field(default_factory=dict, repr=False)
 
     def dataset(self, split: str) -> ImageDataset | TableDataset:
         data = self.train if split == "train" else self.test
@@ -61,6 +62,24 @@ class EvalContext:
     def labels(self, split: str) -> torch.Tensor:
         return self.dataset(split).labels
 
+    def images(self, split: str, protocol: str) -> torch.Tensor:
+        """The uint8 images of a split, for protocols that transform inputs (a table is a ConfigError)."""
+        data = self.dataset(split)
+        if data.modality != "image":
+            raise ConfigError(f"protocol {protocol!r} transforms images; '{data.name}' is a {data.modality} dataset.",
+                              "run it on image data, or choose protocols that work on features.")
+        return data.images
+
+    def linear_model(self):
+        """The L-BFGS linear probe fitted on the clean train features (once per seed), as a LinearModel."""
+        from .linear import linear_probe
+
+        key = ("linear_model", self.seed)
+        if key not in self._memo:
+            _, self._memo[key] = linear_probe(self.features("train"), self.labels("train"), self.features("test"),
+                                              self.labels("test"), seed=self.seed, return_model=True)
+        return self._memo[key]
+
     def missing_labels(self) -> str | None:
         """Why supervised protocols cannot run, or None when both splits have labels."""
         for split in ("train", "test"):
@@ -72,10 +91,12 @@ class EvalContext:
         return None
 
 
-def protocol(name: str, needs_labels: bool) -> Callable:
-    """Register a protocol function under `name`, marking whether it needs labels."""
+def protocol(name: str, needs_labels: bool, seeded: bool = False, slow: bool = False) -> Callable:
+    """Register a protocol function under `name`. `needs_labels`: it needs labelled train and test
+    splits; `seeded`: its result depends on ctx.seed (sampled episodes, subsets, starts), so a study
+    runs it once per seed; `slow`: it trains through the backbone (fine-tuning), so "all" leaves it out."""
     def wrap(fn):
-        fn.needs_labels = needs_labels
+        fn.needs_labels, fn.seeded, fn.slow = needs_labels, seeded, slow
         return register("protocol", name)(fn)
     return wrap
 
@@ -100,7 +121,7 @@ def linear_protocol(ctx: EvalContext, lambdas: tuple[float, ...] = DEFAULT_LAMBD
                         lambdas=tuple(lambdas), seed=ctx.seed, max_iter=max_iter)
 
 
-@protocol("classic", needs_labels=True)
+@protocol("classic", needs_labels=True, seeded=True, slow=True)
 def classic_protocol(ctx: EvalContext, epochs: int = 10, lr: float = 0.1, batch_size: int = 256,
             weight_decay: float = 0.0) -> dict[str, float]:
     """SGD linear head on augmented (crop + flip) images through the frozen backbone; slow."""
@@ -124,7 +145,7 @@ def rankme_protocol(ctx: EvalContext, eps: float = 1e-7) -> dict[str, float]:
     return {"rank": effective_rank(feats, eps), "dim": float(feats.shape[1])}
 
 
-@protocol("alignment_uniformity", needs_labels=False)
+@protocol("alignment_uniformity", needs_labels=False, seeded=True)
 def alignment_uniformity_protocol(ctx: EvalContext, n: int = 2048, alpha: float = 2.0, t: float = 2.0) -> dict[str, float]:
     """Alignment of two augmented views and uniformity, on `n` train images (Wang & Isola 2020)."""
     from .labelfree import alignment_uniformity as measure
@@ -132,6 +153,182 @@ def alignment_uniformity_protocol(ctx: EvalContext, n: int = 2048, alpha: float 
     generator = torch.Generator().manual_seed(ctx.seed)
     return measure(ctx.encoder, ctx.train.samples, default_views(ctx.encoder, ctx.train), n=n,
                    generator=generator, alpha=alpha, t=t)
+
+
+@protocol("fewshot", needs_labels=True, seeded=True)
+def fewshot_protocol(ctx: EvalContext, shots: tuple[int, ...] = (1, 5, 10), episodes: int = 100,
+                     queries_per_class: int | None = None) -> dict[str, float]:
+    """n-shot logistic regression on frozen features, mean accuracy and 95% CI over sampled episodes."""
+    from .fewshot import few_shot
+
+    return few_shot(ctx.features("train"), ctx.labels("train"), ctx.features("test"), ctx.labels("test"),
+                    shots=tuple(shots), episodes=episodes, queries_per_class=queries_per_class, seed=ctx.seed)
+
+
+@protocol("fractions", needs_labels=True, seeded=True)
+def fractions_protocol(ctx: EvalContext, fractions: tuple[float, ...] = (0.01, 0.1, 1.0)) -> dict[str, float]:
+    """Linear probe on nested, stratified 1% / 10% / 100% subsets of the train labels."""
+    from .fewshot import label_fractions
+
+    return label_fractions(ctx.features("train"), ctx.labels("train"), ctx.features("test"), ctx.labels("test"),
+                           fractions=tuple(fractions), seed=ctx.seed)
+
+
+def _finetune(ctx: EvalContext, core: bool, fractions, epochs, lr, batch_size, layer_decay, mode, blocks,
+              eta, alpha, name) -> dict[str, float]:
+    from .classic import crop_flip_views
+    from .fewshot import fraction_subset
+    from .finetune import finetune
+
+    train_images, test_images = ctx.images("train", name), ctx.images("test", name)
+    results = {}
+    for fraction in fractions:
+        index = fraction_subset(ctx.labels("train"), fraction, ctx.seed)
+        out = finetune(ctx.encoder, train_images[index], ctx.labels("train")[index], test_images, ctx.labels("test"),
+                       crop_flip_views(ctx.encoder), epochs=epochs, lr=lr, batch_size=min(batch_size, len(index)),
+                       layer_decay=layer_decay, mode=mode, blocks=blocks, core=core, eta=eta, alpha=alpha,
+                       seed=ctx.seed, amp=ctx.amp)
+        results[f"finetune@{fraction * 100:g}%"] = out["accuracy"]
+    return results
+
+
+@protocol("finetune", needs_labels=True, seeded=True, slow=True)
+def finetune_protocol(ctx: EvalContext, fractions: tuple[float, ...] = (0.1,), epochs: int = 5, lr: float = 0.01,
+                      batch_size: int = 128, layer_decay: float = 1.0, mode: str = "full", blocks: int = 2) -> dict[str, float]:
+    """Fine-tune a copy of the backbone + a linear classifier (SGD, cosine) on a label fraction; full
+    or partial (the last `blocks` blocks), with layer-wise learning-rate decay."""
+    return _finetune(ctx, False, fractions, epochs, lr, batch_size, layer_decay, mode, blocks, 0.0, 1.0, "finetune")
+
+
+@protocol("coretune", needs_labels=True, seeded=True, slow=True)
+def coretune_protocol(ctx: EvalContext, fractions: tuple[float, ...] = (0.1,), epochs: int = 5, lr: float = 0.01,
+                      batch_size: int = 128, layer_decay: float = 1.0, mode: str = "full", blocks: int = 2,
+                      eta: float = 0.1, alpha: float = 1.0) -> dict[str, float]:
+    """Core-tuning (Zhang et al., NeurIPS 2021): fine-tuning with a focal supervised contrastive
+    regularizer on mined hard pairs and mixup-smoothed decision boundaries; same recipe as finetune."""
+    return _finetune(ctx, True, fractions, epochs, lr, batch_size, layer_decay, mode, blocks, eta, alpha, "coretune")
+
+
+@protocol("multilayer", needs_labels=True)
+def multilayer_protocol(ctx: EvalContext) -> dict[str, float]:
+    """Linear probes on the pooled feature map of every backbone stage, and on all stages together."""
+    from .multilayer import extract_layer_features, has_layers, multilayer_probe
+
+    if not has_layers(ctx.encoder):
+        raise ConfigError("protocol 'multilayer' needs a backbone with stages (convnet, resnet, scatnet).",
+                          "run it on such an encoder, or leave it out.")
+    key = "layers"
+    if key not in ctx._memo:
+        ctx._memo[key] = {split: extract_layer_features(ctx.encoder, ctx.images(split, "multilayer"), ctx.device, ctx.amp,
+                                                        ctx.batch_size) for split in ("train", "test")}
+    layers = ctx._memo[key]
+    return multilayer_probe(layers["train"], ctx.labels("train"), layers["test"], ctx.labels("test"), seed=ctx.seed)
+
+
+@protocol("cluster", needs_labels=True, seeded=True)
+def cluster_protocol(ctx: EvalContext, n_clusters: int | None = None) -> dict[str, float]:
+    """k-means on the L2-normalized test features: NMI, ARI and Hungarian accuracy against the labels."""
+    from .cluster import cluster_metrics
+
+    return cluster_metrics(ctx.features("test"), ctx.labels("test"), n_clusters=n_clusters, seed=ctx.seed)
+
+
+def _held_out(labels: torch.Tensor, fraction: float, seed: int) -> torch.Tensor:
+    classes = torch.unique(labels)
+    n_out = max(1, round(fraction * len(classes)))
+    if n_out >= len(classes):
+        raise ConfigError(f"held_out={fraction} leaves no in-distribution class of {len(classes)}.",
+                          "hold out a smaller fraction, e.g. 0.3.")
+    return classes[torch.randperm(len(classes), generator=torch.Generator().manual_seed(seed))[:n_out]]
+
+
+@protocol("ood", needs_labels=True, seeded=True)
+def ood_protocol(ctx: EvalContext, held_out: float = 0.3, k: int = 50, other: str | None = None) -> dict[str, float]:
+    """Out-of-distribution detection with held-out classes: the train features of the other classes
+    are the in-distribution reference; kNN-distance and Mahalanobis scores, AUROC and FPR@95.
+    `other`: also score another dataset (a name or path, same input kind) as OOD against all classes."""
+    from .ood import ood_metrics
+
+    train_f, train_y, test_f, test_y = ctx.features("train"), ctx.labels("train"), ctx.features("test"), ctx.labels("test")
+    out_classes = _held_out(train_y, held_out, ctx.seed)
+    inside_train, inside_test = ~torch.isin(train_y, out_classes), ~torch.isin(test_y, out_classes)
+    results = ood_metrics(train_f[inside_train], train_y[inside_train], test_f[inside_test], test_f[~inside_test], k=k)
+    results["held_out_classes"] = float(len(out_classes))
+    if other is not None:
+        from ..data import load_dataset
+        from .features import cached_features
+
+        extra = load_dataset(other, split="test", image_size=getattr(ctx.test, "image_size", None),
+                             schema=getattr(ctx.train, "schema", None))
+        extra_f = cached_features(ctx.encoder, extra, cache_dir=ctx.cache_dir, batch_size=ctx.batch_size,
+                                  device=ctx.device, amp=ctx.amp)
+        for key, value in ood_metrics(train_f, train_y, test_f, extra_f, k=k).items():
+            results[f"other_{key}"] = value
+    return results
+
+
+@protocol("robustness", needs_labels=True)
+def robustness_protocol(ctx: EvalContext, kinds: tuple[str, ...] = ("gaussian_noise", "gaussian_blur", "contrast",
+                                                                     "pixelate", "occlusion"),
+                        severities: tuple[int, ...] = (1, 2, 3, 4, 5)) -> dict[str, float]:
+    """Accuracy of the frozen linear probe (fitted on clean train features) on corrupted test images,
+    per corruption and severity, and the relative drop from clean."""
+    from .robustness import robustness
+
+    model = ctx.linear_model()
+    return robustness(ctx.encoder, model.predict, ctx.images("test", "robustness"), ctx.labels("test"),
+                      kinds=tuple(kinds), severities=tuple(severities), seed=ctx.seed, batch_size=ctx.batch_size,
+                      device=ctx.device, amp=ctx.amp)
+
+
+@protocol("adversarial", needs_labels=True)
+def adversarial_protocol(ctx: EvalContext, eps: float = 8 / 255, steps: int = 20, surrogate: int = 2048) -> dict[str, float]:
+    """A universal L-inf perturbation that maximizes the encoder's feature displacement, found
+    without labels on `surrogate` train images, applied to the test images: the frozen linear
+    probe's accuracy drop (and a random-sign perturbation of the same size for comparison)."""
+    from .adversarial import adversarial_drop
+
+    train_images = ctx.images("train", "adversarial")
+    pick = torch.randperm(len(train_images), generator=torch.Generator().manual_seed(ctx.seed))[:surrogate]
+    return adversarial_drop(ctx.encoder, ctx.linear_model().predict, train_images[pick.sort().values],
+                            ctx.images("test", "adversarial"), ctx.labels("test"), eps=eps, steps=steps, seed=ctx.seed,
+                            device=ctx.device)
+
+
+@protocol("alpha_req", needs_labels=False)
+def alpha_req_protocol(ctx: EvalContext, k_min: int = 11, k_max: int = 100) -> dict[str, float]:
+    """alpha-ReQ: the power-law decay of the train features' covariance spectrum (about 1 is healthy)."""
+    from .spectrum import alpha_req
+
+    return {"alpha": alpha_req(ctx.features("train"), k_min=k_min, k_max=k_max)}
+
+
+@protocol("separability", needs_labels=False, seeded=True)
+def separability_protocol(ctx: EvalContext, n: int = 2000) -> dict[str, float]:
+    """Unsupervised class-separability estimate from the H0 persistence of a train subsample (no labels)."""
+    from .spectrum import class_separability
+
+    return {"score": class_separability(ctx.features("train"), n=n, seed=ctx.seed)}
+
+
+@protocol("loki", needs_labels=True, seeded=True)
+def loki_protocol(ctx: EvalContext, unobserved_fraction: float = 0.3) -> dict[str, float]:
+    """Loki (Roberts et al., NeurIPS 2023): a probe trained on some classes predicts every class by the
+    Frechet mean under a metric of class-embedding distances; against argmax."""
+    from .loki import loki_eval
+
+    return loki_eval(ctx.features("train"), ctx.labels("train"), ctx.features("test"), ctx.labels("test"),
+                     seed=ctx.seed, unobserved_fraction=unobserved_fraction)
+
+
+@protocol("longtail", needs_labels=True)
+def longtail_protocol(ctx: EvalContext, ratios: tuple[float, ...] = (10, 100)) -> dict[str, float]:
+    """Linear probe on long-tailed subsets of the train split (imbalance ratios 10 and 100), scored on
+    the balanced test split overall and for the many / medium / few-shot classes."""
+    from .imbalance import long_tail_probe
+
+    return long_tail_probe(ctx.features("train"), ctx.labels("train"), ctx.features("test"), ctx.labels("test"),
+                           ratios=tuple(ratios), seed=ctx.seed)
 
 
 def default_views(encoder: nn.Module, data):

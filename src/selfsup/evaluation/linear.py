@@ -139,6 +139,10 @@ def linear_probe(train_features: torch.Tensor, train_labels: torch.Tensor, test_
     best_lam, best_val, init = lambdas[0], float("nan"), None
     if len(lambdas) > 1:
         fit_idx, val_idx = stratified_split(y, val_fraction, seed)
+    if len(lambdas) > 1 and len(val_idx) == 0:
+        # one example per class: nothing to validate on; the middle of the grid, said by val_accuracy NaN
+        best_lam = lambdas[len(lambdas) // 2]
+    elif len(lambdas) > 1:
         best_val, best_state = -1.0, None
         for lam in lambdas:
             weight, bias, _ = fit_logistic(x[fit_idx], y[fit_idx], k, lam, init, max_iter)

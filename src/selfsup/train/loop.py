@@ -251,6 +251,14 @@ def _train(config: RunConfig, resume: bool, stop_after: int | None, stop: StopSi
                              categorical=config.data.categorical, numeric=config.data.numeric)
     if len(train_set) == 0:
         raise DataError(f"dataset '{config.data.name}' is empty.", "point --data at a folder or file with data.")
+    if config.data.imbalance_ratio is not None:
+        from ..evaluation.imbalance import long_tail_subset
+
+        if train_set.labels is None:
+            raise DataError(f"data.imbalance_ratio needs class labels to make '{config.data.name}' long-tailed, and it has none.",
+                            "use a labelled dataset, or leave data.imbalance_ratio unset.")
+        # seed 0, not the run's seed: every pretraining seed sees the same long-tailed data
+        train_set = train_set.subset(long_tail_subset(train_set.labels, config.data.imbalance_ratio, seed=0))
     modality = train_set.modality
     backbone_name = resolve_backbone(config.backbone.name, modality, config.data.name)
     check_modality("method", config.method.name, method_cls, modality, config.data.name)
