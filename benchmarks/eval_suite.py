@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,31 +36,20 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from common import append_jsonl, read_jsonl, revision, write_section  # noqa: E402
 OUT = ROOT / "runs" / "eval_suite"
 LABEL_FREE = [("rankme", "rank"), ("alpha_req", "alpha"), ("separability", "score"),
               ("alignment_uniformity", "alignment"), ("alignment_uniformity", "uniformity")]
 
 
-def revision() -> str:
-    try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True).stdout.strip()
-        return rev + ("+dirty" if dirty else "")
-    except OSError:
-        return "unknown"
-
-
 def append(mode: str, record: dict) -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
-    with (OUT / f"{mode}.jsonl").open("a") as handle:
-        handle.write(json.dumps({**record, "revision": revision()}) + "\n")
+    append_jsonl(OUT / f"{mode}.jsonl", {**record, "revision": revision()})
     print(json.dumps(record), flush=True)
 
 
 def read(mode: str) -> list[dict]:
-    path = OUT / f"{mode}.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+    return read_jsonl(OUT / f"{mode}.jsonl")
 
 
 def time_mode(args) -> None:
@@ -184,14 +172,7 @@ def main() -> None:
     text = table()
     print(text)
     if args.write:
-        path = ROOT / "BENCHMARKS.md"
-        doc = path.read_text()
-        start, end = "<!-- eval-suite:start -->", "<!-- eval-suite:end -->"
-        if start in doc and end in doc:
-            doc = doc[:doc.index(start) + len(start)] + "\n" + text + "\n" + doc[doc.index(end):]
-        else:
-            doc += f"\n## Evaluation suite (`benchmarks/eval_suite.py`)\n\n{start}\n{text}\n{end}\n"
-        path.write_text(doc)
+        write_section("eval-suite", text, "Evaluation suite (`benchmarks/eval_suite.py`)")
 
 
 if __name__ == "__main__":

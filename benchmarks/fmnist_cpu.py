@@ -26,7 +26,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from common import revision  # noqa: E402
 from selfsup import config as C  # noqa: E402
 from selfsup.backbones.base import build_backbone  # noqa: E402
 from selfsup.data import load_dataset  # noqa: E402
@@ -85,15 +87,6 @@ def peer(steps: int) -> dict:
     if proc.returncode or line is None:
         raise SystemExit(f"peer run failed:\n{proc.stdout}\n{proc.stderr[-3000:]}")
     return {k: v for k, v in (kv.split("=", 1) for kv in line.split()[1:])}
-
-
-def revision() -> str:
-    try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!BENCHMARKS.md"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-        return rev + ("+dirty" if dirty else "")
-    except OSError:
-        return "unknown"
 
 
 def write_row(row: str) -> None:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,6 +35,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from common import append_jsonl, read_jsonl, revision, write_section  # noqa: E402
 
 OUT = ROOT / "runs" / "methods_table"  # --out changes it (e.g. to run from a clean worktree of a revision)
 
@@ -92,26 +93,6 @@ def config_for(row, seed: int, steps: int, out: Path) -> dict:
         "eval": {"protocols": ["knn", "linear"]},
         "out": str(out),
     }
-
-
-def revision() -> str:
-    try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True).stdout.strip()
-        return rev + ("+dirty" if dirty else "")
-    except OSError:
-        return "unknown"
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
-
-
-def append_jsonl(path: Path, record: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as f:
-        f.write(json.dumps(record) + "\n")
 
 
 def quality(args) -> None:
@@ -260,14 +241,7 @@ def main() -> None:
         text = table(args)
         print(text)
         if args.write:
-            path = ROOT / "BENCHMARKS.md"
-            doc = path.read_text()
-            start, end = "<!-- methods-table:start -->", "<!-- methods-table:end -->"
-            if start in doc and end in doc:
-                doc = doc[:doc.index(start) + len(start)] + "\n" + text + "\n" + doc[doc.index(end):]
-            else:
-                doc += f"\n## Methods on fmnist-cpu (`benchmarks/methods_table.py`)\n\n{start}\n{text}\n{end}\n"
-            path.write_text(doc)
+            write_section("methods-table", text, "Methods on fmnist-cpu (`benchmarks/methods_table.py`)")
 
 
 if __name__ == "__main__":

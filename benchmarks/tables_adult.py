@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,6 +32,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from common import append_jsonl, read_jsonl, revision, write_section  # noqa: E402
 OUT = ROOT / "runs" / "tables_adult"
 
 METHODS = {
@@ -40,16 +41,6 @@ METHODS = {
     "vicreg": ("vicreg", {"hidden_dim": 1024, "out_dim": 1024}),
     "barlow_twins": ("barlow_twins", {"hidden_dim": 1024, "out_dim": 1024}),
 }
-
-
-def revision() -> str:
-    try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True).stdout.strip()
-        return rev + ("+dirty" if dirty else "")
-    except OSError:
-        return "unknown"
 
 
 def one_hot(data, mean, std) -> torch.Tensor:
@@ -84,13 +75,11 @@ def run(args) -> list[dict]:
     test = load_dataset("adult", split="test", root=args.root, schema=train.schema)
     mean, std = train.normalization()
     out, records = OUT / "results.jsonl", []
-    done = {(r["row"], r["seed"], r["steps"]) for r in read(out)}
+    done = {(r["row"], r["seed"], r["steps"]) for r in read_jsonl(out)}
 
     def record(row, seed, values, **extra):
         rec = {"row": row, "seed": seed, "steps": args.steps, **values, **extra, "revision": revision()}
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with out.open("a") as handle:
-            handle.write(json.dumps(rec) + "\n")
+        append_jsonl(out, rec)
         print(json.dumps(rec), flush=True)
 
     if ("raw features", 0, args.steps) not in done:
@@ -118,12 +107,8 @@ def run(args) -> list[dict]:
     return records
 
 
-def read(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
-
-
 def table(steps: int) -> str:
-    results = [r for r in read(OUT / "results.jsonl") if r["steps"] == steps]
+    results = [r for r in read_jsonl(OUT / "results.jsonl") if r["steps"] == steps]
     lines = ["| encoder | kNN | linear | seeds |", "|---|---|---|---|"]
     for row in ["raw features", "random mlp", *METHODS]:
         rs = list({r["seed"]: r for r in results if r["row"] == row}.values())
@@ -153,14 +138,7 @@ def main() -> None:
     text = table(args.steps)
     print(text)
     if args.write:
-        path = ROOT / "BENCHMARKS.md"
-        doc = path.read_text()
-        start, end = "<!-- tables-adult:start -->", "<!-- tables-adult:end -->"
-        if start in doc and end in doc:
-            doc = doc[:doc.index(start) + len(start)] + "\n" + text + "\n" + doc[doc.index(end):]
-        else:
-            doc += f"\n## Tables: Adult (`benchmarks/tables_adult.py`)\n\n{start}\n{text}\n{end}\n"
-        path.write_text(doc)
+        write_section("tables-adult", text, "Tables: Adult (`benchmarks/tables_adult.py`)")
 
 
 if __name__ == "__main__":

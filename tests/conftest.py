@@ -37,6 +37,18 @@ def fmnist_split_dir(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def digits():
+    """scikit-learn's 1,797 8x8 digits as 64-d float features, shuffled: 1,200 train, 597 test."""
+    import torch
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
+    x, y = torch.tensor(x, dtype=torch.float32)[perm], torch.tensor(y)[perm]
+    return x[:1200], y[:1200], x[1200:], y[1200:]
+
+
 def pytest_configure(config):
     # Tiny test tensors run faster on one thread, and a loaded 2-core machine makes two threads
     # wait on each other (seen: 80x slower BatchNorm on small batches).

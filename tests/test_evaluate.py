@@ -85,16 +85,6 @@ def test_knn_k_larger_than_train_set_uses_all_samples():
 
 # ---------------------------------------------------------------- linear probe
 
-@pytest.fixture(scope="module")
-def digits():
-    from sklearn.datasets import load_digits
-
-    x, y = load_digits(return_X_y=True)
-    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
-    x, y = torch.tensor(x, dtype=torch.float32)[perm], torch.tensor(y)[perm]
-    return x[:1200], y[:1200], x[1200:], y[1200:]
-
-
 def test_linear_probe_matches_sklearn_logistic_regression(digits):
     from sklearn.linear_model import LogisticRegression
 

@@ -26,16 +26,6 @@ def random_split(n_train: int, n_test: int, k: int, d: int = 16):
             torch.randn(n_test, d, generator=g), torch.arange(n_test) % k)
 
 
-@pytest.fixture(scope="module")
-def digits():
-    from sklearn.datasets import load_digits
-
-    x, y = load_digits(return_X_y=True)
-    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
-    x, y = torch.tensor(x, dtype=torch.float32)[perm], torch.tensor(y)[perm]
-    return x[:1200], y[:1200], x[1200:], y[1200:]
-
-
 # ---------------------------------------------------------------- few-shot: known cases
 
 def test_few_shot_separable_features_are_perfect():

@@ -3,8 +3,6 @@ HTML report (rendered by headless Chromium), and the protocols written here: fin
 layer-wise decay and Core-tuning, multi-layer probes, long-tailed probes."""
 from __future__ import annotations
 
-import csv
-import json
 import math
 import shutil
 import subprocess

@@ -1,0 +1,43 @@
+"""What the benchmark scripts share: the revision a figure was measured at, their JSON-lines
+result logs, and writing a table into BENCHMARKS.md between a section's markers."""
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def revision() -> str:
+    """The short commit hash, with "+dirty" when tracked files other than BENCHMARKS.md are changed."""
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!BENCHMARKS.md"],
+                               cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        return rev + ("+dirty" if dirty else "")
+    except OSError:
+        return "unknown"
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+
+
+def append_jsonl(path: Path, record: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        handle.write(json.dumps(record) + "\n")
+
+
+def write_section(name: str, text: str, heading: str) -> None:
+    """Replace what stands between ``<!-- name:start -->`` and ``<!-- name:end -->`` in BENCHMARKS.md
+    with `text`; a file without the markers gets a new section with `heading` at its end."""
+    path = ROOT / "BENCHMARKS.md"
+    doc = path.read_text()
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    if start in doc and end in doc:
+        doc = doc[:doc.index(start) + len(start)] + "\n" + text + "\n" + doc[doc.index(end):]
+    else:
+        doc += f"\n## {heading}\n\n{start}\n{text}\n{end}\n"
+    path.write_text(doc)
