@@ -336,3 +336,24 @@ def test_named_adult_splits_when_present():
     assert (len(train), len(test)) == (32_561, 16_281)
     assert train.classes == ["<=50K", ">50K"] and test.schema == train.schema
     assert train.ids[0] == "adult.parquet:16281"
+
+
+def test_a_study_on_a_table_runs_every_protocol_that_works_on_features(tmp_path, wine_csv):
+    import selfsup
+    from selfsup import registry
+
+    out = tmp_path / "run"
+    selfsup.pretrain({"data": {"name": str(wine_csv / "train.csv"), "test_split": None},
+                      "method": {"name": "simclr", "hidden_dim": 32, "out_dim": 16},
+                      "backbone": {"name": "mlp", "width": 32, "depth": 2},
+                      "train": {"steps": 4, "batch_size": 32, "progress": False, "checkpoint_every": 4},
+                      "out": str(out)}, report=False)
+    rows = selfsup.study(out, data=str(wine_csv / "train.csv"), test_split=str(wine_csv / "test.csv"), protocols="all",
+                         options={"fewshot": {"episodes": 3, "shots": (1, 5)}, "separability": {"n": 100},
+                                  "alignment_uniformity": {"n": 100}, "longtail": {"ratios": (5,)},
+                                  "ood": {"k": 5}}, out=tmp_path / "e", quiet=True, embedding_map=False)
+    ran = {r["protocol"] for r in rows}
+    feature_level = {p for p in registry.names("protocol") if not registry.get("protocol", p).slow} - \
+        {"robustness", "adversarial", "multilayer"}  # these transform images
+    assert ran == feature_level
+    assert (tmp_path / "e" / "report.html").is_file()
