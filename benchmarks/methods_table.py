@@ -189,26 +189,39 @@ def table(args) -> str:
     results, speeds = read_jsonl(OUT / "results.jsonl"), read_jsonl(OUT / "speed.jsonl")
     steps = args.steps
     latest_speed = {s["row"]: s for s in speeds}  # the newest measurement of each row
-    lines = ["| method | compared with | kNN | linear | seeds | img/s | x SimCLR speed | note |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| method | compared with | kNN | linear | seeds | kNN - base (t) | img/s | x SimCLR speed | note |",
+             "|---|---|---|---|---|---|---|---|---|"]
     revisions = set()
+    per_row = {}
+    for name, *_ in ROWS:
+        by_seed = {r["seed"]: r for r in results if r["row"] == name and r["steps"] == steps}  # newest per seed
+        per_row[name] = list(by_seed.values())
+        revisions.update(r["revision"] for r in per_row[name])
+
+    def ms(rs, key):
+        values = [r[key] for r in rs]
+        if not values:
+            return "-"
+        sd = statistics.stdev(values) if len(values) > 1 else 0.0
+        return f"{statistics.mean(values):.4f} +- {sd:.4f}"
+
+    def delta(rs, base_rs):
+        """Difference of the kNN means and Welch's t (|t| > 2.8 is p < 0.05 with 3 + 3 seeds, about 4 df)."""
+        a, b = [r["knn"] for r in rs], [r["knn"] for r in base_rs]
+        if len(a) < 2 or len(b) < 2:
+            return "-"
+        diff = statistics.mean(a) - statistics.mean(b)
+        se = (statistics.variance(a) / len(a) + statistics.variance(b) / len(b)) ** 0.5
+        return f"{diff:+.4f} ({diff / se:+.1f})" if se > 0 else f"{diff:+.4f}"
+
     for name, _, _, _, _, base, note in ROWS:
-        rs = [r for r in results if r["row"] == name and r["steps"] == steps]
-        by_seed = {r["seed"]: r for r in rs}  # the newest result of each seed
-        rs = list(by_seed.values())
-        revisions.update(r["revision"] for r in rs)
-
-        def ms(key):
-            values = [r[key] for r in rs]
-            if not values:
-                return "-"
-            sd = statistics.stdev(values) if len(values) > 1 else 0.0
-            return f"{statistics.mean(values):.4f} +- {sd:.4f}"
-
+        rs = per_row[name]
         sp = latest_speed.get(name)
         speed_text = f"{sp['images_per_s']:.0f}" if sp else "-"
         ratio = f"{sp['ratio_to_simclr']:.2f}" if sp and sp.get("ratio_to_simclr") else "-"
-        lines.append(f"| {name} | {base or '-'} | {ms('knn')} | {ms('linear')} | {len(rs)} | {speed_text} | {ratio} | {note} |")
+        versus = delta(rs, per_row[base]) if base else "-"
+        lines.append(f"| {name} | {base or '-'} | {ms(rs, 'knn')} | {ms(rs, 'linear')} | {len(rs)} | {versus} | "
+                     f"{speed_text} | {ratio} | {note} |")
     text = "\n".join(lines)
     footer = (f"\n\n{steps} steps of batch 256 per run; revisions of the quality runs: {', '.join(sorted(revisions)) or '-'}; "
               f"speed revisions: {', '.join(sorted({s['revision'] for s in latest_speed.values()})) or '-'}.")
