@@ -90,6 +90,19 @@ def test_patience_ignores_one_odd_batch_and_fires_once():
     assert alarm(10, bad) is None and len(printed) == 1  # once per run
 
 
+def test_wide_embeddings_are_judged_against_at_most_64_dimensions():
+    """A healthy wide projector early in training spans a few dozen dimensions, not 5% of 256
+    (BYOL on fmnist-cpu: 7.4 of 256 at step 75); collapsed ones stay near 1 whatever the width."""
+    torch.manual_seed(0)
+    printed = []
+    alarm = CollapseAlarm(every=1, min_std=0.05, min_rank=0.05, patience=1, print_fn=printed.append)
+    few = {"embeddings": torch.randn(256, 8) @ torch.randn(8, 256)}  # 8 directions in 256-d
+    record = alarm(1, few)
+    assert 3.2 < record["collapse_rank"] < 12.8 and printed == []  # 5% of 256 would have fired
+    assert "collapse_warning" in alarm(2, {"embeddings": torch.randn(256, 1) @ torch.randn(1, 512)})
+    assert "0.05 x 64 = 3.2" in printed[0]
+
+
 def test_checks_only_when_due_and_skips_methods_without_outputs():
     alarm = CollapseAlarm(every=5, min_std=0.05, min_rank=0.05, patience=1, print_fn=pytest.fail)
     assert alarm(4, {"embeddings": torch.randn(16, 8)}) is None

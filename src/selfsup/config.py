@@ -91,7 +91,7 @@ class TrainConfig:
     max_skips: int = 10  # on_nonfinite=skip: this many bad steps in a row are skipped, the next one stops the run
     collapse_check_every: int = 25  # collapse alarm on the step's own embeddings every N steps (0 = off); train/monitor.py
     collapse_min_std: float = 0.05  # alarm when their std (L2-normalized, times sqrt(dim)) stays below this
-    collapse_min_rank: float = 0.05  # ... or their effective rank stays below this fraction of min(rows, dim)
+    collapse_min_rank: float = 0.05  # ... or their effective rank stays below this fraction of min(rows, dim, 64)
     collapse_patience: int = 3  # checks in a row below a threshold before the (single) warning
 
 
