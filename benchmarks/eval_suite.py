@@ -3,7 +3,7 @@ label-free metrics track kNN accuracy over checkpoints, and Core-tuning against 
 
 usage:
   python benchmarks/eval_suite.py time RUN [--data fashion-mnist]         # every protocol but fine-tuning, one seed
-  python benchmarks/eval_suite.py tracking [--steps 400] [--every 50] [--methods simclr byol]
+  python benchmarks/eval_suite.py tracking [--steps 400] [--every 50] [--methods simclr byol] [--reuse]
   python benchmarks/eval_suite.py finetune RUN [--seeds 0 1 2] [--fraction 0.1] [--epochs 5]
   python benchmarks/eval_suite.py table [--write]
 
@@ -70,18 +70,21 @@ def tracking_mode(args) -> None:
     for method in args.methods:
         with tempfile.TemporaryDirectory() as tmp:
             run_dir = OUT / "runs" / method  # kept: `time` and `finetune` can use it (runs/ is not committed)
-            if run_dir.exists():
+            reuse = args.reuse and (run_dir / "results.json").is_file() and \
+                len(list((run_dir / "checkpoints").glob("step-*.pt"))) >= args.steps // args.every
+            if run_dir.exists() and not reuse:
                 import shutil
 
                 shutil.rmtree(run_dir)
             options = {"temperature": 0.2, "hidden_dim": 512, "out_dim": 128} if method == "simclr" else {}
-            selfsup.pretrain({"data": {"name": "fashion-mnist", "test_split": None}, "backbone": {"name": "convnet6"},
-                              "method": {"name": method, **options},
-                              "views": {"preset": "fmnist", "crop_scale": [0.08, 1.0]},
-                              "optim": {"name": "adamw", "lr": 2e-3, "weight_decay": 1e-4, "schedule": "constant"},
-                              "train": {"steps": args.steps, "batch_size": 256, "seed": 0, "progress": False,
-                                        "checkpoint_every": args.every, "keep_checkpoints": 1000},
-                              "out": str(run_dir)}, report=False)
+            if not reuse:
+                selfsup.pretrain({"data": {"name": "fashion-mnist", "test_split": None}, "backbone": {"name": "convnet6"},
+                                  "method": {"name": method, **options},
+                                  "views": {"preset": "fmnist", "crop_scale": [0.08, 1.0]},
+                                  "optim": {"name": "adamw", "lr": 2e-3, "weight_decay": 1e-4, "schedule": "constant"},
+                                  "train": {"steps": args.steps, "batch_size": 256, "seed": 0, "progress": False,
+                                            "checkpoint_every": args.every, "keep_checkpoints": 1000},
+                                  "out": str(run_dir)}, report=False)
             rows = selfsup.study(run_dir, data="fashion-mnist", protocols=["knn", *dict.fromkeys(p for p, _ in LABEL_FREE)],
                                  checkpoints="all", seeds=(0,), out=Path(tmp) / "e", embedding_map=False)
         by = {(r["checkpoint"], r["protocol"], r["metric"]): r["value"] for r in rows}
@@ -161,6 +164,8 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=400)
     p.add_argument("--every", type=int, default=50)
     p.add_argument("--methods", nargs="+", default=["simclr", "byol"])
+    p.add_argument("--reuse", action="store_true",
+                   help="tracking: evaluate the checkpoints of a finished run in runs/eval_suite/runs/<method> instead of pretraining again")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--fraction", type=float, default=0.1)
     p.add_argument("--epochs", type=int, default=5)
