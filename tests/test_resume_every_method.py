@@ -1,0 +1,90 @@
+"""Issue 4, point 1 for every registered method: a run stopped at step 3 and resumed from its
+checkpoint ends with the same checkpoint as a run that was never stopped, bit for bit (CPU, same
+seed): the method's whole state (teachers, queues, prototypes, centers, memory banks), the
+optimizer's moments, the schedule and the step; and the same exported encoder.
+
+tests/test_kill_resume.py does the same with real SIGKILLs for three methods that cover the kinds
+of state (none, EMA teacher, EMA key encoder + queue); this file is the sweep over the registry, so
+a method added later cannot forget a piece of state in `state_dict`.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from selfsup import config as C
+from selfsup import registry
+from tests.conftest import assert_resume_bit_identical
+
+# Small heads, queues and banks so that every method's state exists and is used within 6 steps of 32.
+OPTIONS = {
+    "byol": ["method.hidden_dim=32", "method.pred_hidden_dim=32", "method.out_dim=16"],
+    "msbreg": ["method.hidden_dim=32", "method.pred_hidden_dim=32", "method.out_dim=16"],
+    "simsiam": ["method.hidden_dim=32", "method.pred_hidden_dim=16", "method.out_dim=32"],
+    "barlow_twins": ["method.hidden_dim=32", "method.out_dim=32"],
+    "mixed_barlow_twins": ["method.hidden_dim=32", "method.out_dim=32"],
+    "vicreg": ["method.hidden_dim=32", "method.out_dim=32"],
+    "moco_v2": ["method.hidden_dim=32", "method.out_dim=16", "method.queue_size=96"],
+    "nnclr": ["method.hidden_dim=32", "method.out_dim=16", "method.pred_hidden_dim=32", "method.support_size=96"],
+    "dino": ["method.hidden_dim=32", "method.bottleneck_dim=16", "method.out_dim=32", "views.n_local=2"],
+    "swav": ["method.hidden_dim=32", "method.out_dim=16", "method.n_prototypes=20", "method.queue_length=64",
+             "method.queue_start=0.3", "views.n_local=2"],
+    "mugs": ["method.hidden_dim=32", "method.out_dim=16", "method.pred_hidden_dim=32", "method.bottleneck_dim=16",
+             "method.n_prototypes=32", "method.queue_size=64", "method.memory_size=64", "views.n_local=2"],
+    "obow": ["method.num_words=64"],
+    "gsimclr": ["method.hidden_dim=32", "method.out_dim=16", "method.first_stage=pixels"],
+    "mae": ["backbone.name=vit_tiny", "backbone.patch_size=7", "backbone.dim=32", "backbone.depth=1",
+            "backbone.heads=2", "method.decoder_dim=16", "method.decoder_depth=1", "method.decoder_heads=2"],
+}
+DEFAULT = ["method.hidden_dim=32", "method.out_dim=16"]
+NO_HEAD_OPTIONS = {"supervised", "sla", "obow", "mae"}  # methods without the projector's hidden/out widths
+
+
+def options(name: str) -> list[str]:
+    if name in OPTIONS:
+        return OPTIONS[name]
+    return [] if name in NO_HEAD_OPTIONS else DEFAULT
+
+
+def tiny(data, out, name):
+    backbone = [] if name == "mae" else ["backbone.width=8"]
+    return C.load(overrides=[f"data.name={data}", f"out={out}", f"method.name={name}", "train.steps=6",
+                             "train.batch_size=32", "train.checkpoint_every=3", "train.progress=false",
+                             "train.monitor_every=0", "train.threads=1", "optim.warmup_steps=2", *backbone,
+                             *options(name)])
+
+
+def test_the_sweep_covers_the_registry():
+    assert set(OPTIONS) <= set(registry.names("method"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", registry.names("method"))
+def test_stop_and_resume_is_bit_identical(name, fmnist_npz, tmp_path):
+    state = assert_resume_bit_identical(lambda out: tiny(fmnist_npz, out, name), tmp_path)
+    assert state  # the method has state to compare
+    full = torch.load(tmp_path / "full" / "checkpoints" / "step-00000006.pt", weights_only=True)
+    split = torch.load(tmp_path / "split" / "checkpoints" / "step-00000006.pt", weights_only=True)
+    assert full.keys() == split.keys()
+    for part in full:
+        if part == "method":
+            continue  # compared above
+        _equal(full[part], split[part], part)
+
+
+def _equal(a, b, where: str) -> None:
+    """Nested equality of checkpoint parts (optimizer moments, schedule, counters) with exact tensors."""
+    if torch.is_tensor(a):
+        assert torch.is_tensor(b) and a.dtype == b.dtype and torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys(), where
+        for key in a:
+            _equal(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, (list, tuple)):
+        assert isinstance(b, (list, tuple)) and len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            _equal(x, y, f"{where}[{i}]")
+    elif where in ("config.out",) or where.endswith(("seconds", "time", "wall_s")):
+        pass  # the run's own directory and wall-clock bookkeeping, not training state
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"
