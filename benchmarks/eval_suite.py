@@ -4,7 +4,7 @@ label-free metrics track kNN accuracy over checkpoints, and Core-tuning against 
 usage:
   python benchmarks/eval_suite.py time RUN [--data fashion-mnist]         # every protocol but fine-tuning, one seed
   python benchmarks/eval_suite.py tracking [--steps 400] [--every 50] [--methods simclr byol] [--reuse]
-  python benchmarks/eval_suite.py finetune RUN [--seeds 0 1 2] [--fraction 0.1] [--epochs 5]
+  python benchmarks/eval_suite.py finetune RUN [--seeds 0 1 2] [--fraction 0.1] [--epochs 15]
   python benchmarks/eval_suite.py table [--write]
 
 ``time`` runs `selfsup.study(RUN, protocols="all")` (fine-tuning and the classic SGD protocol
@@ -168,7 +168,7 @@ def main() -> None:
                    help="tracking: evaluate the checkpoints of a finished run in runs/eval_suite/runs/<method> instead of pretraining again")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--fraction", type=float, default=0.1)
-    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--write", action="store_true")
     args = p.parse_args()
     if args.mode in ("time", "finetune") and not args.run:

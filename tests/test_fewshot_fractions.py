@@ -162,3 +162,23 @@ def test_bad_input_says_what_and_how():
             fraction_subset(train_y, fraction, seed=0)
     with pytest.raises(ConfigError, match="unknown linear probe option 'lambda'. Did you mean 'lambdas'"):
         label_fractions(train_x, train_y, train_x, train_y, **{"lambda": 1e-3})
+
+
+# ---------------------------------------------------------------- the protocols share one linear fit
+
+def test_linear_and_fractions_protocols_share_one_fit_with_the_direct_results(digits, monkeypatch):
+    from selfsup.evaluation import EvalContext, fractions_protocol, linear, linear_protocol
+
+    train_x, train_y, test_x, test_y = digits
+    ctx = EvalContext(encoder=None, train=None)
+    ctx._features = {"train": train_x, "test": test_x}
+    monkeypatch.setattr(EvalContext, "labels", lambda self, split: train_y if split == "train" else test_y)
+    calls = []
+    real = linear.linear_probe
+    monkeypatch.setattr(linear, "linear_probe", lambda *a, **k: calls.append(len(a[0])) or real(*a, **k))
+    got_linear = linear_protocol(ctx)
+    got_fractions = fractions_protocol(ctx, fractions=(0.1, 1.0))
+    assert got_linear == real(train_x, train_y, test_x, test_y, seed=0)
+    assert got_fractions == label_fractions(train_x, train_y, test_x, test_y, fractions=(0.1, 1.0), seed=0)
+    assert ctx.linear_model() is ctx.linear_fit()[1]
+    assert calls == [1200]  # the whole-train fit ran once; the 10% probe went through label_fractions

@@ -14,14 +14,14 @@ import torch
 from torch import nn
 
 
-def crop_flip_views(encoder: nn.Module, size: int | None = None):
-    """``selfsup.views`` drawing one random resized crop (scale 0.08-1) + horizontal flip, normalized like `encoder`.
+def crop_flip_views(encoder: nn.Module, size: int | None = None, scale: tuple[float, float] = (0.08, 1.0)):
+    """``selfsup.views`` drawing one random resized crop (area `scale`) + horizontal flip, normalized like `encoder`.
 
     `size` None keeps the images' size.
     """
     from ..views import ImageViewConfig, ImageViews  # lazy: evaluation on cached features needs no views
 
-    config = ImageViewConfig(size=size, jitter_p=0.0, grayscale_p=0.0, n_global=1)  # no colour: the eval recipe
+    config = ImageViewConfig(size=size, crop_scale=tuple(scale), jitter_p=0.0, grayscale_p=0.0, n_global=1)  # no colour: the eval recipe
     return ImageViews(config, encoder.mean.flatten().tolist(), encoder.std.flatten().tolist())
 
 

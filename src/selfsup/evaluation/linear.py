@@ -76,6 +76,11 @@ def loss_and_grad(weight: torch.Tensor, bias: torch.Tensor, x: torch.Tensor, y: 
     REDUCE_CHUNK rows, one block per batched-matmul entry, and the blocks are added in a fixed
     order. With G = (softmax(Z) - onehot(y)) / N: d/dW = G.T X + 2 lam W, d/db = sum_rows G.
     """
+    return _loss_and_grad(weight, bias, x, _blocks(x), y, lam)
+
+
+def _loss_and_grad(weight, bias, x, x_blocks, y, lam):
+    """`loss_and_grad` with ``x_blocks = _blocks(x)`` given, so a fit pads and copies x once, not per call."""
     n = len(y)
     logp = torch.log_softmax(x @ weight.T + bias, dim=1)  # rows are independent: no cross-row sum
     picked = logp.gather(1, y[:, None]).squeeze(1)
@@ -84,7 +89,7 @@ def loss_and_grad(weight: torch.Tensor, bias: torch.Tensor, x: torch.Tensor, y: 
     g[torch.arange(n), y] -= 1
     g /= n
     gb = _blocks(g)
-    grad_w = torch.bmm(gb.transpose(1, 2), _blocks(x)).sum(0) + 2 * lam * weight
+    grad_w = torch.bmm(gb.transpose(1, 2), x_blocks).sum(0) + 2 * lam * weight
     return loss, grad_w, gb.sum(1).sum(0)
 
 
@@ -106,8 +111,10 @@ def fit_logistic(x: torch.Tensor, y: torch.Tensor, num_classes: int, lam: float,
                                   tolerance_grad=tolerance_grad, tolerance_change=1e-9,
                                   line_search_fn="strong_wolfe")
 
+    x_blocks = _blocks(x)
+
     def closure():
-        loss, weight.grad, bias.grad = loss_and_grad(weight, bias, x, y, lam)
+        loss, weight.grad, bias.grad = _loss_and_grad(weight, bias, x, x_blocks, y, lam)
         return loss
 
     with torch.no_grad():
