@@ -145,7 +145,8 @@ def table() -> str:
                            for m, r in tracking.items())
         out.append("\n".join(lines) + f"\n\n{counts}; revisions {', '.join(sorted({r['revision'] for r in tracking.values()}))}.")
     fine = read("finetune")
-    if fine:
+    if fine:  # the newest recipe only (fraction, epochs): earlier records with other settings stay in the file
+        fine = [r for r in fine if (r["fraction"], r["epochs"]) == (fine[-1]["fraction"], fine[-1]["epochs"])]
         lines = ["| fine-tuning | accuracy | seeds |", "|---|---|---|"]
         for protocol in ("finetune", "coretune"):
             values = [r["accuracy"] for r in fine if r["protocol"] == protocol]

@@ -343,7 +343,7 @@ def _train(config: RunConfig, resume: bool, stop_after: int | None, stop: StopSi
 
     total = cfg_t.steps
     end = min(total, stop_after) if stop_after is not None else total
-    bar = None
+    bar, shown = None, {}
     if cfg_t.progress and end > start:
         from tqdm import tqdm
         bar = tqdm(total=end, initial=start, unit="step", file=sys.stderr, dynamic_ncols=True, mininterval=1.0)
@@ -447,10 +447,11 @@ def _train(config: RunConfig, resume: bool, stop_after: int | None, stop: StopSi
             window_t += time.perf_counter() - t_mon
         if record is not None:
             _log(metrics_path, record)
-            if bar is not None:
-                bar.set_postfix(loss=f"{record.get('loss', float('nan')):.3f}",
-                                **({"img_s": f"{record['images_per_s']:.0f}"} if "images_per_s" in record else {}),
-                                **({"knn": f"{record['knn_acc']:.3f}"} if "knn_acc" in record else {}))
+            if bar is not None:  # a record without the loss (a collapse check, a skipped step) keeps the last one shown
+                shown.update({k: f"{record[key]:{spec}}" for k, key, spec in
+                              (("img_s", "images_per_s", ".0f"), ("loss", "loss", ".3f"), ("knn", "knn_acc", ".3f"))
+                              if key in record})
+                bar.set_postfix(shown)
         if bar is not None:
             bar.update(1)
         stopping = stop.signum is not None  # a SIGINT/SIGTERM arrived: save now, then stop
