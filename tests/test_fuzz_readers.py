@@ -315,6 +315,18 @@ def _parquet() -> bytes:
     return buffer.getvalue()
 
 
+def test_parquet_with_a_damaged_column_name(tmp_path):
+    """Found by the fuzz test below: a byte of the footer overwritten inside a column name made
+    pyarrow raise UnicodeDecodeError from `column_names`; it is a one-line DataError."""
+    from selfsup.data import load_table
+
+    data = _parquet()
+    at = data.index(b"\x18\x04flag", data.index(b"\x18\x06schema")) + 2  # the name in the footer's schema
+    (tmp_path / "t.parquet").write_bytes(data[:at] + b"\x80" + data[at + 1:])
+    with pytest.raises(DataError, match=r"t\.parquet has a column name that is not valid UTF-8"):
+        load_table(tmp_path / "t.parquet")
+
+
 @FUZZ
 @given(data=mutated(_parquet(), header=8))
 def test_table_reader_parquet(tmp_path, data):

@@ -253,7 +253,11 @@ def _read_parquet(path: str, where: str) -> tuple[list[str], dict[str, list], li
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise DataError(f"{where} cannot be read as parquet ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}).",
                         "check that the file is complete, or re-export it.") from None
-    header = [str(name) for name in table.column_names]
+    try:
+        header = [str(name) for name in table.column_names]
+    except UnicodeDecodeError as exc:  # a damaged footer: pyarrow decodes the names only when asked
+        raise DataError(f"{where} has a column name that is not valid UTF-8 ({exc.reason} at byte {exc.start}): "
+                        "the file's footer is damaged.", "check that the file is complete, or re-export it.") from None
     _check_header(header, where)
     columns = {}
     for name, column in zip(header, table.columns):
