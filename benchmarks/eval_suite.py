@@ -21,7 +21,7 @@ accuracy over the checkpoints (per method and over both methods' checkpoints poo
 ``finetune`` fine-tunes RUN's encoder on a stratified label fraction with plain cross-entropy
 and with Core-tuning, same recipe and seeds.
 
-Every mode appends its records to ``runs/eval_suite/<mode>.jsonl`` with the revision; ``table``
+Every mode appends its records to ``benchmarks/results/eval_suite/<mode>.jsonl`` with the revision; ``table``
 prints (and ``--write`` puts in BENCHMARKS.md between the ``eval-suite`` markers) the tables.
 """
 from __future__ import annotations
@@ -38,7 +38,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from common import append_jsonl, read_jsonl, revision, write_section  # noqa: E402
-OUT = ROOT / "runs" / "eval_suite"
+OUT = ROOT / "benchmarks" / "results" / "eval_suite"  # the measurement records, committed with the figures
+RUNS = ROOT / "runs" / "eval_suite" / "runs"  # the pretraining runs (checkpoints: not committed)
 LABEL_FREE = [("rankme", "rank"), ("alpha_req", "alpha"), ("separability", "score"),
               ("alignment_uniformity", "alignment"), ("alignment_uniformity", "uniformity")]
 
@@ -69,7 +70,7 @@ def tracking_mode(args) -> None:
 
     for method in args.methods:
         with tempfile.TemporaryDirectory() as tmp:
-            run_dir = OUT / "runs" / method  # kept: `time` and `finetune` can use it (runs/ is not committed)
+            run_dir = RUNS / method  # kept: `time` and `finetune` can use it (runs/ is not committed)
             reuse = args.reuse and (run_dir / "results.json").is_file() and \
                 len(list((run_dir / "checkpoints").glob("step-*.pt"))) >= args.steps // args.every
             if run_dir.exists() and not reuse:

@@ -9,14 +9,14 @@ usage:
 ``quality`` pretrains each row for ``--steps`` steps per seed (../shared/BENCHMARK.md: convnet6,
 fmnist views with crops of 8-100%, AdamW 2e-3 constant, weight decay 1e-4, batch 256) and
 evaluates the frozen backbone on the Fashion-MNIST test split (kNN k=20, L-BFGS linear probe).
-Each (row, seed) result is appended to ``runs/methods_table/results.jsonl`` together with the
+Each (row, seed) result is appended to ``benchmarks/results/methods_table/results.jsonl`` together with the
 revision, so an interrupted sweep continues where it stopped (rows already measured at the same
 step budget are skipped; ``--redo`` measures again).
 
 ``speed`` times every row's training step in one process, interleaved round by round (so a
 change of machine load hits every row alike): per round and row, ``--steps`` steps after 2
 warm-up steps, images per second from the median step time; the ratio to SimCLR is taken per
-round, the median over rounds is reported. Appended to ``runs/methods_table/speed.jsonl``.
+round, the median over rounds is reported. Appended to ``benchmarks/results/methods_table/speed.jsonl``.
 
 ``table`` prints the Markdown table from both files (``--write`` puts it in BENCHMARKS.md between
 the ``methods-table`` markers).
@@ -38,7 +38,9 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from common import append_jsonl, read_jsonl, revision, write_section  # noqa: E402
 
-OUT = ROOT / "runs" / "methods_table"  # --out changes it (e.g. to run from a clean worktree of a revision)
+# The measurement records, committed with the figures so that a later session resumes the sweep;
+# --out changes it (e.g. to run from a clean worktree of a revision and copy the records back).
+OUT = ROOT / "benchmarks" / "results" / "methods_table"
 
 # Each row: (name, method, method options, auxiliaries, views options, the row it is compared with, note).
 # Options are the fmnist-cpu protocol's (SimCLR temperature 0.2) or the method's small-data
@@ -202,8 +204,9 @@ def table(args) -> str:
         values = [r[key] for r in rs]
         if not values:
             return "-"
-        sd = statistics.stdev(values) if len(values) > 1 else 0.0
-        return f"{statistics.mean(values):.4f} +- {sd:.4f}"
+        if len(values) == 1:  # one seed: no spread to show yet
+            return f"{values[0]:.4f}"
+        return f"{statistics.mean(values):.4f} +- {statistics.stdev(values):.4f}"
 
     def delta(rs, base_rs):
         """Difference of the kNN means and Welch's t (|t| > 2.8 is p < 0.05 with 3 + 3 seeds, about 4 df)."""
