@@ -67,6 +67,26 @@ def one_thread():
     torch.set_num_threads(1)
 
 
+def assert_same(a, b, where: str = "", skip: tuple[str, ...] = ()) -> None:
+    """Nested state (dicts, lists, tensors, numbers) equal bit for bit; paths in `skip` are not compared."""
+    import torch
+
+    if where in skip:
+        return
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys(), where
+        for k in a:
+            assert_same(a[k], b[k], f"{where}.{k}" if where else str(k), skip)
+    elif isinstance(a, (list, tuple)):
+        assert isinstance(b, (list, tuple)) and len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same(x, y, f"{where}[{i}]", skip)
+    elif torch.is_tensor(a):
+        assert torch.is_tensor(b) and a.dtype == b.dtype and torch.equal(a, b), where
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"
+
+
 def assert_resume_bit_identical(make_config, tmp_path, steps: int = 6, stop: int = 3) -> dict:
     """Train `make_config(out)` uninterrupted and again stopped at `stop` then resumed; the exported
     encoder and the whole method state (teachers, queues, centers) must be equal bit for bit.

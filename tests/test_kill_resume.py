@@ -27,6 +27,7 @@ import torch
 from safetensors.torch import load_file
 
 from selfsup.cli import main
+from tests.conftest import assert_same
 from selfsup.train.checkpoint import list_checkpoints, load_checkpoint
 
 STEPS = 14
@@ -219,20 +220,6 @@ def run_cli(args, capsys) -> tuple[int, str]:
     return info.value.code, out.out + out.err
 
 
-def assert_same(a, b, where: str = "") -> None:
-    """Nested state dicts equal bit for bit."""
-    if isinstance(a, dict):
-        assert isinstance(b, dict) and a.keys() == b.keys(), where
-        for k in a:
-            assert_same(a[k], b[k], f"{where}.{k}")
-    elif isinstance(a, (list, tuple)):
-        assert isinstance(b, (list, tuple)) and len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_same(x, y, f"{where}[{i}]")
-    elif torch.is_tensor(a):
-        assert torch.is_tensor(b) and a.dtype == b.dtype and torch.equal(a, b), where
-    else:
-        assert a == b, where
 
 
 def assert_same_run(reference: Path, resumed: Path, steps: int = STEPS) -> None:

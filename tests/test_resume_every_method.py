@@ -14,7 +14,7 @@ import torch
 
 from selfsup import config as C
 from selfsup import registry
-from tests.conftest import assert_resume_bit_identical
+from tests.conftest import assert_resume_bit_identical, assert_same
 
 # Small heads, queues and banks so that every method's state exists and is used within 6 steps of 32.
 OPTIONS = {
@@ -66,25 +66,6 @@ def test_stop_and_resume_is_bit_identical(name, fmnist_npz, tmp_path):
     full = torch.load(tmp_path / "full" / "checkpoints" / "step-00000006.pt", weights_only=True)
     split = torch.load(tmp_path / "split" / "checkpoints" / "step-00000006.pt", weights_only=True)
     assert full.keys() == split.keys()
-    for part in full:
-        if part == "method":
-            continue  # compared above
-        _equal(full[part], split[part], part)
-
-
-def _equal(a, b, where: str) -> None:
-    """Nested equality of checkpoint parts (optimizer moments, schedule, counters) with exact tensors."""
-    if torch.is_tensor(a):
-        assert torch.is_tensor(b) and a.dtype == b.dtype and torch.equal(a, b), where
-    elif isinstance(a, dict):
-        assert isinstance(b, dict) and a.keys() == b.keys(), where
-        for key in a:
-            _equal(a[key], b[key], f"{where}.{key}")
-    elif isinstance(a, (list, tuple)):
-        assert isinstance(b, (list, tuple)) and len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            _equal(x, y, f"{where}[{i}]")
-    elif where in ("config.out",) or where.endswith(("seconds", "time", "wall_s")):
-        pass  # the run's own directory and wall-clock bookkeeping, not training state
-    else:
-        assert a == b, f"{where}: {a!r} != {b!r}"
+    # the method state was compared above; the run's own directory is not training state
+    assert_same({k: v for k, v in full.items() if k != "method"}, {k: v for k, v in split.items() if k != "method"},
+                skip=("config.out",))
