@@ -213,9 +213,8 @@ def study(encoders, data: str = "fashion-mnist", *, train_split: str = "train", 
         test_set = load_dataset(data, split=test_split, root=root, image_size=image_size, schema=schema)
     check_compatible(test_set, train_set, "test")
     if protocols == "all" or protocols == ["all"]:
-        image_only = {"robustness", "adversarial", "multilayer"}
-        protocols = [p for p in registry.names("protocol") if not getattr(registry.get("protocol", p), "slow", False)
-                     and (train_set.modality == "image" or p not in image_only)]
+        protocols = [p for p in registry.names("protocol") if not registry.get("protocol", p).slow
+                     and train_set.modality in registry.get("protocol", p).modalities]
         if train_set.labels is None or test_set.labels is None:
             protocols = [p for p in protocols if not registry.get("protocol", p).needs_labels]
     protocols = tuple(protocols)

@@ -98,12 +98,14 @@ class EvalContext:
         return None
 
 
-def protocol(name: str, needs_labels: bool, seeded: bool = False, slow: bool = False) -> Callable:
+def protocol(name: str, needs_labels: bool, seeded: bool = False, slow: bool = False,
+             modalities: tuple[str, ...] = ("image", "table")) -> Callable:
     """Register a protocol function under `name`. `needs_labels`: it needs labelled train and test
     splits; `seeded`: its result depends on ctx.seed (sampled episodes, subsets, starts), so a study
-    runs it once per seed; `slow`: it trains through the backbone (fine-tuning), so "all" leaves it out."""
+    runs it once per seed; `slow`: it trains through the backbone (fine-tuning), so "all" leaves it out;
+    `modalities`: the data it works on (those that transform images say ("image",)), as for methods."""
     def wrap(fn):
-        fn.needs_labels, fn.seeded, fn.slow = needs_labels, seeded, slow
+        fn.needs_labels, fn.seeded, fn.slow, fn.modalities = needs_labels, seeded, slow, tuple(modalities)
         return register("protocol", name)(fn)
     return wrap
 
@@ -125,7 +127,7 @@ def linear_protocol(ctx: EvalContext, lambdas: tuple[float, ...] = DEFAULT_LAMBD
     return dict(ctx.linear_fit(tuple(lambdas), max_iter)[0])
 
 
-@protocol("classic", needs_labels=True, seeded=True, slow=True)
+@protocol("classic", needs_labels=True, seeded=True, slow=True, modalities=("image",))
 def classic_protocol(ctx: EvalContext, epochs: int = 10, lr: float = 0.1, batch_size: int = 256,
             weight_decay: float = 0.0) -> dict[str, float]:
     """SGD linear head on augmented (crop + flip) images through the frozen backbone; slow."""
@@ -172,20 +174,10 @@ def fewshot_protocol(ctx: EvalContext, shots: tuple[int, ...] = (1, 5, 10), epis
 @protocol("fractions", needs_labels=True, seeded=True)
 def fractions_protocol(ctx: EvalContext, fractions: tuple[float, ...] = (0.01, 0.1, 1.0)) -> dict[str, float]:
     """Linear probe on nested, stratified 1% / 10% / 100% subsets of the train labels."""
-    from .fewshot import _check_fraction, label_fractions
+    from .fewshot import label_fractions
 
-    fractions = tuple(fractions) if isinstance(fractions, (tuple, list)) else (fractions,)
-    if not fractions:
-        raise ConfigError("no label fractions given.", "pass e.g. fractions=(0.01, 0.1, 1.0).")
-    results = {}
-    for fraction in fractions:
-        if _check_fraction(fraction) == 1.0:  # all labels: the subset is every train index in order, the linear fit
-            results["linear@100%"] = ctx.linear_fit()[0]["accuracy"]
-            results["n@100%"] = float(len(ctx.labels("train")))
-        else:
-            results.update(label_fractions(ctx.features("train"), ctx.labels("train"), ctx.features("test"),
-                                           ctx.labels("test"), fractions=(fraction,), seed=ctx.seed))
-    return results
+    return label_fractions(ctx.features("train"), ctx.labels("train"), ctx.features("test"), ctx.labels("test"),
+                           fractions=fractions, seed=ctx.seed, full=lambda: ctx.linear_fit()[0])
 
 
 def _finetune(ctx: EvalContext, core: bool, fractions, epochs, lr, batch_size, layer_decay, mode, blocks,
@@ -206,7 +198,7 @@ def _finetune(ctx: EvalContext, core: bool, fractions, epochs, lr, batch_size, l
     return results
 
 
-@protocol("finetune", needs_labels=True, seeded=True, slow=True)
+@protocol("finetune", needs_labels=True, seeded=True, slow=True, modalities=("image",))
 def finetune_protocol(ctx: EvalContext, fractions: tuple[float, ...] = (0.1,), epochs: int = 15, lr: float = 0.1,
                       batch_size: int = 128, layer_decay: float = 1.0, mode: str = "full", blocks: int = 2,
                       crop_scale: tuple[float, float] = (0.25, 1.0)) -> dict[str, float]:
@@ -221,7 +213,7 @@ def finetune_protocol(ctx: EvalContext, fractions: tuple[float, ...] = (0.1,), e
                      crop_scale)
 
 
-@protocol("coretune", needs_labels=True, seeded=True, slow=True)
+@protocol("coretune", needs_labels=True, seeded=True, slow=True, modalities=("image",))
 def coretune_protocol(ctx: EvalContext, fractions: tuple[float, ...] = (0.1,), epochs: int = 15, lr: float = 0.1,
                       batch_size: int = 128, layer_decay: float = 1.0, mode: str = "full", blocks: int = 2,
                       crop_scale: tuple[float, float] = (0.25, 1.0),
@@ -232,7 +224,7 @@ def coretune_protocol(ctx: EvalContext, fractions: tuple[float, ...] = (0.1,), e
                      crop_scale)
 
 
-@protocol("multilayer", needs_labels=True)
+@protocol("multilayer", needs_labels=True, modalities=("image",))
 def multilayer_protocol(ctx: EvalContext) -> dict[str, float]:
     """Linear probes on the pooled feature map of every backbone stage, and on all stages together."""
     from .multilayer import extract_layer_features, has_layers, multilayer_probe
@@ -290,7 +282,7 @@ def ood_protocol(ctx: EvalContext, held_out: float = 0.3, k: int = 50, other: st
     return results
 
 
-@protocol("robustness", needs_labels=True)
+@protocol("robustness", needs_labels=True, modalities=("image",))
 def robustness_protocol(ctx: EvalContext, kinds: tuple[str, ...] = ("gaussian_noise", "gaussian_blur", "contrast",
                                                                      "pixelate", "occlusion"),
                         severities: tuple[int, ...] = (1, 2, 3, 4, 5)) -> dict[str, float]:
@@ -304,7 +296,7 @@ def robustness_protocol(ctx: EvalContext, kinds: tuple[str, ...] = ("gaussian_no
                       device=ctx.device, amp=ctx.amp)
 
 
-@protocol("adversarial", needs_labels=True)
+@protocol("adversarial", needs_labels=True, modalities=("image",))
 def adversarial_protocol(ctx: EvalContext, eps: float = 8 / 255, steps: int = 20, surrogate: int = 2048) -> dict[str, float]:
     """A universal L-inf perturbation that maximizes the encoder's feature displacement, found
     without labels on `surrogate` train images, applied to the test images: the frozen linear

@@ -157,13 +157,15 @@ def fraction_subset(labels: torch.Tensor, fraction: float, seed: int = 0) -> tor
 
 
 def label_fractions(train_features: torch.Tensor, train_labels: torch.Tensor, test_features: torch.Tensor,
-                    test_labels: torch.Tensor, fractions=(0.01, 0.1, 1.0), seed: int = 0,
+                    test_labels: torch.Tensor, fractions=(0.01, 0.1, 1.0), seed: int = 0, full=None,
                     **probe_options) -> dict[str, float]:
     """Linear-probe accuracy with a share of the train labels. Features (N, D) / (M, D).
 
     For each fraction, `linear_probe` (with `probe_options`: lambdas, val_fraction, max_iter) on
     `fraction_subset(train_labels, fraction, seed)`. Returns {"linear@{pct}%": test accuracy,
     "n@{pct}%": subset size}, e.g. "linear@1%", "linear@10%", "linear@100%".
+    `full`: a callable returning that same probe's result on all train features (the subset at
+    fraction 1 is every index in order), for a caller that has already fitted it.
     """
     fractions = tuple(fractions) if isinstance(fractions, (tuple, list)) else (fractions,)
     if not fractions:
@@ -176,8 +178,11 @@ def label_fractions(train_features: torch.Tensor, train_labels: torch.Tensor, te
     results = {}
     for fraction in fractions:
         index = fraction_subset(train_labels, fraction, seed)
-        probe = linear_probe(train_features[index], train_labels[index], test_features, test_labels,
-                             seed=seed, **probe_options)
+        if fraction == 1.0 and full is not None:
+            probe = full()
+        else:
+            probe = linear_probe(train_features[index], train_labels[index], test_features, test_labels,
+                                 seed=seed, **probe_options)
         pct = f"{100 * fraction:g}"
         results[f"linear@{pct}%"] = probe["accuracy"]
         results[f"n@{pct}%"] = float(len(index))
