@@ -192,6 +192,11 @@ def test_robustness_on_real_data(fmnist, trained):
     assert result["gaussian_noise@5"] < result["clean"] - 0.05 and result["occlusion@5"] < result["clean"] - 0.05
     assert result["mean_corrupted"] == pytest.approx((result["gaussian_noise_mean"] + result["occlusion_mean"]) / 2)
     assert result["relative_drop"] == pytest.approx(1 - result["mean_corrupted"] / result["clean"])
+    from selfsup.evaluation.features import extract_features
+
+    given = rb.robustness(encoder, predict, xt, yt, kinds=("occlusion",), severities=(1,),
+                          clean_features=extract_features(encoder, xt))  # the caller's cached features
+    assert given["clean"] == result["clean"] and given["occlusion@1"] == result["occlusion@1"]
     with pytest.raises(ConfigError, match="Did you mean 'contrast'"):
         rb.robustness(encoder, predict, xt, yt, kinds=("contrats",))
 

@@ -293,7 +293,7 @@ def robustness_protocol(ctx: EvalContext, kinds: tuple[str, ...] = ("gaussian_no
     model = ctx.linear_model()
     return robustness(ctx.encoder, model.predict, ctx.images("test", "robustness"), ctx.labels("test"),
                       kinds=tuple(kinds), severities=tuple(severities), seed=ctx.seed, batch_size=ctx.batch_size,
-                      device=ctx.device, amp=ctx.amp)
+                      device=ctx.device, amp=ctx.amp, clean_features=ctx.features("test"))
 
 
 @protocol("adversarial", needs_labels=True, modalities=("image",))

@@ -146,7 +146,7 @@ def probe_accuracy(probe_predict, features: torch.Tensor, labels: torch.Tensor) 
 def robustness(encoder, probe_predict, test_images: torch.Tensor, test_labels: torch.Tensor,
                kinds: tuple[str, ...] = CORRUPTIONS, severities: tuple[int, ...] = (1, 2, 3, 4, 5),
                seed: int = 0, batch_size: int = 1024, device: str | torch.device = "cpu",
-               amp: bool = False) -> dict[str, float]:
+               amp: bool = False, clean_features: torch.Tensor | None = None) -> dict[str, float]:
     """Accuracy of `probe_predict` on features of clean and corrupted `test_images` (N, C, H, W) uint8.
 
     `probe_predict(features (N, D)) -> labels (N,)` is a probe fitted on clean train features,
@@ -157,7 +157,8 @@ def robustness(encoder, probe_predict, test_images: torch.Tensor, test_labels: t
     Every (kind, severity) uses the same `seed`: common random numbers, so severities of a kind
     differ only in strength (the same noise pattern scaled, patches at the same random draws).
     One corruption of the whole test set and one feature extraction per (kind, severity); the
-    corrupted set is held in memory as uint8, like the test set itself.
+    corrupted set is held in memory as uint8, like the test set itself. `clean_features`: the
+    features of `test_images` when the caller has them already (the same extraction), else extracted.
     """
     kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)
     severities = tuple(severities)
@@ -172,7 +173,8 @@ def robustness(encoder, probe_predict, test_images: torch.Tensor, test_labels: t
     def accuracy(images: torch.Tensor) -> float:
         return probe_accuracy(probe_predict, extract_features(encoder, images, batch_size, device, amp), test_labels)
 
-    result = {"clean": accuracy(test_images)}
+    clean_acc = accuracy(test_images) if clean_features is None else probe_accuracy(probe_predict, clean_features, test_labels)
+    result = {"clean": clean_acc}
     for kind in kinds:
         scores = [accuracy(corrupt(test_images, kind, s, seed)) for s in severities]
         result.update({f"{kind}@{s}": score for s, score in zip(severities, scores)})
