@@ -229,14 +229,19 @@ def table(args) -> str:
             return f"{values[0]:.4f}"
         return f"{statistics.mean(values):.4f} +- {statistics.stdev(values):.4f}"
 
-    def delta(rs, base_rs):
-        """Difference of the kNN means and Welch's t (|t| > 2.8 is p < 0.05 with 3 + 3 seeds, about 4 df)."""
+    def welch(rs, base_rs):
+        """(difference of the kNN means, Welch's t), or None below 2 seeds on either side.
+        |t| > 2.8 is p < 0.05 with 3 + 3 seeds (about 4 degrees of freedom)."""
         a, b = [r["knn"] for r in rs], [r["knn"] for r in base_rs]
         if len(a) < 2 or len(b) < 2:
-            return "-"
+            return None
         diff = statistics.mean(a) - statistics.mean(b)
         se = (statistics.variance(a) / len(a) + statistics.variance(b) / len(b)) ** 0.5
-        return f"{diff:+.4f} ({diff / se:+.1f})" if se > 0 else f"{diff:+.4f}"
+        return diff, (diff / se if se > 0 else (math.copysign(math.inf, diff) if diff else 0.0))
+
+    def delta(rs, base_rs):
+        w = welch(rs, base_rs)
+        return "-" if w is None else f"{w[0]:+.4f} ({w[1]:+.1f})"
 
     for name, _, _, _, _, base, note in ROWS:
         rs = per_row[name]
@@ -250,12 +255,10 @@ def table(args) -> str:
               "|---|---|---|---|---|"]
     for name, claim in CLAIMS.items():
         base = BY_NAME[name][5]
-        a, b = [r["knn"] for r in per_row[name]], [r["knn"] for r in per_row[base]]
-        verdict, versus = f"pending ({len(a)} + {len(b)} seeds)", delta(per_row[name], per_row[base])
-        if len(a) >= 2 and len(b) >= 2:
-            diff = statistics.mean(a) - statistics.mean(b)
-            se = (statistics.variance(a) / len(a) + statistics.variance(b) / len(b)) ** 0.5
-            t = diff / se if se > 0 else (math.copysign(math.inf, diff) if diff else 0.0)
+        w = welch(per_row[name], per_row[base])
+        verdict, versus = f"pending ({len(per_row[name])} + {len(per_row[base])} seeds)", delta(per_row[name], per_row[base])
+        if w is not None:
+            t = w[1]
             verdict = "reproduced" if t >= 2.8 else "reversed: worse than the base" if t <= -2.8 else "no difference shown"
         claims.append(f"| {name} | {base} | {claim} | {versus} | {verdict} |")
     text = "\n".join(lines) + "\n\n" + "\n".join(claims)
