@@ -84,8 +84,8 @@ BY_NAME = {row[0]: row for row in ROWS}
 
 # What each research variant's paper claims against the row it is compared with, in the terms this
 # table can test (kNN accuracy after the same budget). The verdict column is computed from the
-# results, not written by hand: Welch's t of the kNN means over the seeds (|t| >= 2.8 is p < 0.05
-# with 3 + 3 seeds); below that, no difference is shown at this scale.
+# results, not written by hand: Welch's t-test of the kNN means over the seeds, two-sided p < 0.05;
+# above that, no difference is shown at this scale.
 CLAIMS = {
     "mixed_barlow_twins": "the mixup regularizer curbs Barlow Twins' overfitting and improves its downstream accuracy",
     "simclr+msbreg": "MSBReg's losses added to a method improve it",
@@ -101,6 +101,18 @@ CLAIMS = {
     "obow": "bag-of-visual-words targets improve on contrastive instance discrimination",
     "sla": "joint (class, rotation) labels with aggregation improve fully supervised accuracy",
 }
+
+
+def welch_test(a: list[float], b: list[float]) -> tuple[float, float, float]:
+    """Welch's unequal-variance t-test of mean(a) - mean(b) (scipy's, Welch-Satterthwaite degrees of
+    freedom): (difference, t, two-sided p). Two samples without spread: p = 0 if their means differ."""
+    from scipy import stats
+
+    diff = statistics.mean(a) - statistics.mean(b)
+    if statistics.variance(a) + statistics.variance(b) == 0:
+        return diff, (math.copysign(math.inf, diff) if diff else 0.0), (0.0 if diff else 1.0)
+    result = stats.ttest_ind(a, b, equal_var=False)
+    return diff, float(result.statistic), float(result.pvalue)
 
 
 def config_for(row, seed: int, steps: int, out: Path) -> dict:
@@ -212,7 +224,7 @@ def table(args) -> str:
     results, speeds = read_jsonl(OUT / "results.jsonl"), read_jsonl(OUT / "speed.jsonl")
     steps = args.steps
     latest_speed = {s["row"]: s for s in speeds}  # the newest measurement of each row
-    lines = ["| method | compared with | kNN | linear | seeds | kNN - base (t) | img/s | x SimCLR speed | note |",
+    lines = ["| method | compared with | kNN | linear | seeds | kNN - base (Welch t, p) | img/s | x SimCLR speed | note |",
              "|---|---|---|---|---|---|---|---|---|"]
     revisions = set()
     per_row = {}
@@ -230,18 +242,16 @@ def table(args) -> str:
         return f"{statistics.mean(values):.4f} +- {statistics.stdev(values):.4f}"
 
     def welch(rs, base_rs):
-        """(difference of the kNN means, Welch's t), or None below 2 seeds on either side.
-        |t| > 2.8 is p < 0.05 with 3 + 3 seeds (about 4 degrees of freedom)."""
+        """(difference of the kNN means, Welch's t, two-sided p with Welch-Satterthwaite degrees of
+        freedom), or None below 2 seeds on either side."""
         a, b = [r["knn"] for r in rs], [r["knn"] for r in base_rs]
         if len(a) < 2 or len(b) < 2:
             return None
-        diff = statistics.mean(a) - statistics.mean(b)
-        se = (statistics.variance(a) / len(a) + statistics.variance(b) / len(b)) ** 0.5
-        return diff, (diff / se if se > 0 else (math.copysign(math.inf, diff) if diff else 0.0))
+        return welch_test(a, b)
 
     def delta(rs, base_rs):
         w = welch(rs, base_rs)
-        return "-" if w is None else f"{w[0]:+.4f} ({w[1]:+.1f})"
+        return "-" if w is None else f"{w[0]:+.4f} (t {w[1]:+.1f}, p {w[2]:.3f})"
 
     for name, _, _, _, _, base, note in ROWS:
         rs = per_row[name]
@@ -251,15 +261,16 @@ def table(args) -> str:
         versus = delta(rs, per_row[base]) if base else "-"
         lines.append(f"| {name} | {base or '-'} | {ms(rs, 'knn')} | {ms(rs, 'linear')} | {len(rs)} | {versus} | "
                      f"{speed_text} | {ratio} | {note} |")
-    claims = ["| variant | compared with | paper's claim | kNN difference (Welch t) | verdict at this scale |",
+    claims = ["| variant | compared with | paper's claim | kNN difference (Welch t, p) | verdict at this scale |",
               "|---|---|---|---|---|"]
     for name, claim in CLAIMS.items():
         base = BY_NAME[name][5]
         w = welch(per_row[name], per_row[base])
         verdict, versus = f"pending ({len(per_row[name])} + {len(per_row[base])} seeds)", delta(per_row[name], per_row[base])
         if w is not None:
-            t = w[1]
-            verdict = "reproduced" if t >= 2.8 else "reversed: worse than the base" if t <= -2.8 else "no difference shown"
+            diff, _, p_value = w
+            verdict = ("no difference shown" if p_value >= 0.05 else "reproduced" if diff > 0
+                       else "reversed: worse than the base")
         claims.append(f"| {name} | {base} | {claim} | {versus} | {verdict} |")
     text = "\n".join(lines) + "\n\n" + "\n".join(claims)
     footer = (f"\n\n{steps} steps of batch 256 per run; revisions of the quality runs: {', '.join(sorted(revisions)) or '-'}; "
