@@ -115,6 +115,18 @@ def welch_test(a: list[float], b: list[float]) -> tuple[float, float, float]:
     return diff, float(result.statistic), float(result.pvalue)
 
 
+def holm_adjust(p_values: dict[str, float]) -> dict[str, float]:
+    """Holm's step-down adjustment of a family of p-values (each claim is one test): the k-th smallest
+    p times (m - k + 1), made non-decreasing in that order and capped at 1. An adjusted p < 0.05 holds
+    with a 5% chance of any false "reproduced"/"reversed" among all the claims together."""
+    order = sorted(p_values, key=p_values.get)
+    adjusted, running = {}, 0.0
+    for k, name in enumerate(order):
+        running = max(running, min(1.0, (len(order) - k) * p_values[name]))
+        adjusted[name] = running
+    return adjusted
+
+
 def config_for(row, seed: int, steps: int, out: Path) -> dict:
     name, method, options, aux, views, _, _ = row
     return {
@@ -261,17 +273,19 @@ def table(args) -> str:
         versus = delta(rs, per_row[base]) if base else "-"
         lines.append(f"| {name} | {base or '-'} | {ms(rs, 'knn')} | {ms(rs, 'linear')} | {len(rs)} | {versus} | "
                      f"{speed_text} | {ratio} | {note} |")
-    claims = ["| variant | compared with | paper's claim | kNN difference (Welch t, p) | verdict at this scale |",
-              "|---|---|---|---|---|"]
+    claims = ["| variant | compared with | paper's claim | kNN difference (Welch t, p) | Holm p | verdict at this scale |",
+              "|---|---|---|---|---|---|"]
+    tests = {name: welch(per_row[name], per_row[BY_NAME[name][5]]) for name in CLAIMS}
+    holm = holm_adjust({name: w[2] for name, w in tests.items() if w is not None})
     for name, claim in CLAIMS.items():
-        base = BY_NAME[name][5]
-        w = welch(per_row[name], per_row[base])
-        verdict, versus = f"pending ({len(per_row[name])} + {len(per_row[base])} seeds)", delta(per_row[name], per_row[base])
+        base, w = BY_NAME[name][5], tests[name]
+        verdict = f"pending ({len(per_row[name])} + {len(per_row[base])} seeds)"
         if w is not None:
             diff, _, p_value = w
             verdict = ("no difference shown" if p_value >= 0.05 else "reproduced" if diff > 0
                        else "reversed: worse than the base")
-        claims.append(f"| {name} | {base} | {claim} | {versus} | {verdict} |")
+        adjusted = f"{holm[name]:.3f}" if name in holm else "-"
+        claims.append(f"| {name} | {base} | {claim} | {delta(per_row[name], per_row[base])} | {adjusted} | {verdict} |")
     text = "\n".join(lines) + "\n\n" + "\n".join(claims)
     footer = (f"\n\n{steps} steps of batch 256 per run; revisions of the quality runs: {', '.join(sorted(revisions)) or '-'}; "
               f"speed revisions: {', '.join(sorted({s['revision'] for s in latest_speed.values()})) or '-'}.")

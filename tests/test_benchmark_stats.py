@@ -38,3 +38,13 @@ def test_samples_without_spread():
     assert welch_test([0.5, 0.5], [0.5, 0.5]) == (0.0, 0.0, 1.0)
     diff, t, p = welch_test([0.2, 0.3], [0.0, 0.0])  # one side without spread: still a finite test
     assert math.isfinite(t) and 0 < p < 1
+
+
+def test_holm_adjustment_by_hand():
+    from methods_table import holm_adjust
+
+    # sorted: 0.01 (x3 = 0.03), 0.02 (x2 = 0.04), 0.03 (x1 = 0.03, raised to 0.04 to stay monotone)
+    got = holm_adjust({"a": 0.03, "b": 0.01, "c": 0.02})
+    assert got == pytest.approx({"a": 0.04, "b": 0.03, "c": 0.04})
+    assert holm_adjust({"a": 0.6, "b": 0.5}) == pytest.approx({"a": 1.0, "b": 1.0})  # capped at 1
+    assert holm_adjust({}) == {}
