@@ -261,8 +261,7 @@ def table(args) -> str:
             return None
         return welch_test(a, b)
 
-    def delta(rs, base_rs):
-        w = welch(rs, base_rs)
+    def delta(w):
         return "-" if w is None else f"{w[0]:+.4f} (t {w[1]:+.1f}, p {w[2]:.3f})"
 
     for name, _, _, _, _, base, note in ROWS:
@@ -270,7 +269,7 @@ def table(args) -> str:
         sp = latest_speed.get(name)
         speed_text = f"{sp['images_per_s']:.0f}" if sp else "-"
         ratio = f"{sp['ratio_to_simclr']:.2f}" if sp and sp.get("ratio_to_simclr") else "-"
-        versus = delta(rs, per_row[base]) if base else "-"
+        versus = delta(welch(rs, per_row[base])) if base else "-"
         lines.append(f"| {name} | {base or '-'} | {ms(rs, 'knn')} | {ms(rs, 'linear')} | {len(rs)} | {versus} | "
                      f"{speed_text} | {ratio} | {note} |")
     claims = ["| variant | compared with | paper's claim | kNN difference (Welch t, p) | Holm p | verdict at this scale |",
@@ -285,7 +284,7 @@ def table(args) -> str:
             verdict = ("no difference shown" if p_value >= 0.05 else "reproduced" if diff > 0
                        else "reversed: worse than the base")
         adjusted = f"{holm[name]:.3f}" if name in holm else "-"
-        claims.append(f"| {name} | {base} | {claim} | {delta(per_row[name], per_row[base])} | {adjusted} | {verdict} |")
+        claims.append(f"| {name} | {base} | {claim} | {delta(w)} | {adjusted} | {verdict} |")
     text = "\n".join(lines) + "\n\n" + "\n".join(claims)
     footer = (f"\n\n{steps} steps of batch 256 per run; revisions of the quality runs: {', '.join(sorted(revisions)) or '-'}; "
               f"speed revisions: {', '.join(sorted({s['revision'] for s in latest_speed.values()})) or '-'}.")
