@@ -25,6 +25,28 @@ def _add_device(p):
     p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (default auto)")
 
 
+def _add_data(p, verb: str):
+    p.add_argument("--data", default=None,
+                   help=f"data to {verb}: a named dataset (`selfsup datasets`), image folder, .npy/.npz file or table "
+                        "(.csv, .tsv, .parquet) (default: the data the run was trained on, from its config.yaml)")
+    p.add_argument("--root", default=None,
+                   help="folder holding named datasets (default: the run's data.root, then $SELFSUP_DATA, "
+                        "/usr/share/datasets, ~/.cache/selfsup)")
+
+
+def _protocol_names() -> list[str]:
+    from . import evaluation  # noqa: F401  (registers the protocols)
+    from . import registry
+
+    return registry.names("protocol")
+
+
+def _slow_protocols() -> list[str]:
+    from . import registry
+
+    return [p for p in _protocol_names() if registry.get("protocol", p).slow]
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="selfsup", description="Self-supervised representation learning: pretrain, evaluate, embed.",
                                      epilog=EXIT_CODES)
@@ -32,13 +54,14 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("pretrain", help="pretrain an encoder, then evaluate it and write a report", epilog=EXIT_CODES)
     p.add_argument("--config", help="YAML run config (see configs/); flags below override it")
-    p.add_argument("--data", help="named dataset (`selfsup datasets`), image folder, or .npy/.npz file")
+    p.add_argument("--data", help="named dataset (`selfsup datasets`), image folder, .npy/.npz array file, or a table "
+                                  "(.csv, .tsv, .parquet; set its label column with --set data.label=NAME)")
     p.add_argument("--method", help="objective (`selfsup methods`), e.g. simclr")
     p.add_argument("--backbone", help="encoder architecture, e.g. convnet6, resnet18, vit_tiny")
     p.add_argument("--steps", type=int, help="optimizer steps")
     p.add_argument("--batch-size", type=int, help="images per step (each gives several views)")
     p.add_argument("--lr", type=float, help="peak learning rate")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=int, help="seed of the data order, views and initialization (default 0)")
     _add_device(p)
     p.add_argument("--out", help="run directory (checkpoints, encoder, metrics, report)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -50,15 +73,24 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="evaluate encoders with the standard protocols",
                        description="One encoder with the defaults updates its run's results.json and report. Several "
                        "encoders, --checkpoints, several --seeds or --out run a study: every protocol x seed x "
-                       "checkpoint into <out>/results.csv + results.parquet and the page <out>/report.html.")
+                       "checkpoint into <out>/results.csv + results.parquet and the page <out>/report.html. A study "
+                       "writes each finished protocol as it goes; run the same command again after a stop and it "
+                       "continues, reusing what is done.", epilog=EXIT_CODES)
     p.add_argument("encoders", nargs="+", metavar="encoder", help="run directory or encoder.safetensors (one or more)")
-    p.add_argument("--data", default="fashion-mnist")
-    p.add_argument("--train-split", default="train")
-    p.add_argument("--test-split", default="test")
+    _add_data(p, "evaluate on")
+    p.add_argument("--train-split", default=None,
+                   help="split the probes are fitted on (default: the run's data.train_split, else train)")
+    p.add_argument("--test-split", default=None,
+                   help="split they are scored on: a split name of --data, or a path to separate labelled test data "
+                        "(a folder, .npz, or a table with the same columns) (default: the run's data.test_split, else test)")
     p.add_argument("--protocols", default="knn,linear,rankme",
-                   help="comma-separated protocol names, or all (every one that fits the data except finetune, "
-                        "coretune and classic, which train through the backbone)")
-    p.add_argument("--seed", type=int, default=0)
+                   help=f"comma-separated protocol names, or all (every one, except the slow {', '.join(_slow_protocols())}; "
+                        "those that do not fit the data or the backbone are skipped with the reason). "
+                        f"Names: {', '.join(_protocol_names())}. `selfsup protocols` says what each needs. "
+                        "Default: knn,linear,rankme")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the protocols that sample (few-shot episodes, label fractions, k-means starts, held-out "
+                        "classes, validation splits) (default 0)")
     p.add_argument("--seeds", type=int, nargs="+", help="several seeds (a study): seeded protocols run once per seed")
     p.add_argument("--checkpoints", default="final", help="final | all | comma-separated steps (a study)")
     p.add_argument("--option", action="append", default=[], metavar="PROTOCOL.KEY=VALUE",
@@ -66,16 +98,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="study output folder (default: evaluation)")
     _add_device(p)
 
-    p = sub.add_parser("embed", help="write embeddings of a dataset or folder to .npy or .parquet")
+    p = sub.add_parser("embed", help="write embeddings of a dataset or folder to .npy or .parquet", epilog=EXIT_CODES)
     p.add_argument("encoder", help="run directory or encoder.safetensors")
-    p.add_argument("--data", required=True)
-    p.add_argument("--split", default="train")
-    p.add_argument("--out", required=True, help="output file, *.npy or *.parquet")
-    p.add_argument("--batch-size", type=int, default=1024)
+    _add_data(p, "embed")
+    p.add_argument("--split", default="train", help="which split of --data to embed (default train)")
+    p.add_argument("--out", required=True, help="output file, *.npy (+ .ids.txt, .labels.npy, .classes.txt) or "
+                                                "*.parquet (columns id, label, class, embedding)")
+    p.add_argument("--batch-size", type=int, default=1024, help="samples per forward batch (does not change the output)")
     _add_device(p)
 
+    p = sub.add_parser("protocols", help="list the evaluation protocols with what each needs and its options")
     sub.add_parser("methods", help="list the registered objectives with their paper and defaults")
-    sub.add_parser("datasets", help="list the named datasets and whether they are found here")
+    p = sub.add_parser("datasets", help="list the named datasets and whether they are found here")
+    p.add_argument("--root", help="a folder to look in first (as --set data.root=... does for pretrain)")
     p = sub.add_parser("report", help="rewrite a run's report from its metrics and results")
     p.add_argument("run", help="run directory")
     return parser
@@ -96,11 +131,25 @@ def _methods() -> None:
               f"    defaults: {defaults or '(none)'}")
 
 
-def _datasets() -> None:
+def _datasets(root: str | None = None) -> None:
     from .data import describe_datasets
 
-    for row in describe_datasets():
+    for row in describe_datasets(root):
         print(f"{row['name']:<14} splits: {', '.join(row['splits']):<28} {row['status']}")
+
+
+def _protocols() -> None:
+    from . import registry
+    from .evaluation import requirements
+
+    for name in _protocol_names():
+        fn = registry.get("protocol", name)
+        doc = (fn.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
+        doc = " ".join(doc.split())
+        tags = [t for t, on in (("seeded", fn.seeded), ("slow: not in 'all'", fn.slow)) if on]
+        defaults = ", ".join(f"{k}={v!r}" for k, v in registry.defaults(fn).items() if k != "ctx")
+        print(f"{name}" + (f"  [{', '.join(tags)}]" if tags else "") + f"\n    {doc}\n    needs: {requirements(name)}"
+              f"\n    options: {defaults or '(none)'}")
 
 
 def run(argv: list[str] | None = None) -> int:
@@ -126,34 +175,42 @@ def run(argv: list[str] | None = None) -> int:
         if len(args.encoders) > 1 or args.checkpoints != "final" or len(seeds) > 1 or args.out or options \
                 or protocols == ["all"]:
             out = args.out or "evaluation"
-            rows = study(args.encoders, data=args.data, train_split=args.train_split, test_split=args.test_split,
-                         protocols="all" if protocols == ["all"] else protocols, checkpoints=args.checkpoints,
-                         seeds=seeds, options=options, out=out, device=args.device or "auto")
+            rows = study(args.encoders, data=args.data, root=args.root, train_split=args.train_split,
+                         test_split=args.test_split, protocols="all" if protocols == ["all"] else protocols,
+                         checkpoints=args.checkpoints, seeds=seeds, options=options, out=out,
+                         device=args.device or "auto")
             print(f"{len(rows)} results in {out}/results.csv (and results.parquet); report {out}/report.html")
         else:
-            results = evaluate(args.encoders[0], data=args.data, train_split=args.train_split,
+            results = evaluate(args.encoders[0], data=args.data, root=args.root, train_split=args.train_split,
                                test_split=args.test_split, protocols=protocols, seed=args.seed,
                                device=args.device or "auto")
             _print_results(results)
     elif args.command == "embed":
         from .api import embed
 
-        path = embed(args.encoder, data=args.data, out=args.out, split=args.split, batch_size=args.batch_size,
-                     device=args.device or "auto")
+        path = embed(args.encoder, data=args.data, root=args.root, out=args.out, split=args.split,
+                     batch_size=args.batch_size, device=args.device or "auto")
         print(f"wrote {path}")
     elif args.command == "methods":
         _methods()
+    elif args.command == "protocols":
+        _protocols()
     elif args.command == "datasets":
-        _datasets()
+        _datasets(args.root)
     elif args.command == "report":
         from pathlib import Path
 
-        from .errors import DataError
+        from .api import writable
+        from .errors import DataError, disk_error
         from .report import write_report
 
         if not (Path(args.run) / "metrics.jsonl").is_file():
             raise DataError(f"'{args.run}' is not a run directory (no metrics.jsonl).", "pass the --out of a pretrain run.")
-        print(f"wrote {write_report(Path(args.run))}")
+        writable(Path(args.run) / "report.md", "the report")
+        try:
+            print(f"wrote {write_report(Path(args.run))}")
+        except OSError as exc:
+            raise disk_error(exc, Path(args.run) / "report.md", "the report") from exc
     return 0
 
 
@@ -200,6 +257,13 @@ def main(argv: list[str] | None = None) -> None:
         code = exc.exit_code
     except SelfsupError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        code = EXIT_USER_ERROR
+    except OSError as exc:
+        # A file the user named could not be read or written (the write sites say what they were
+        # writing; this is the net under them): one line, exit 2, like any other user error.
+        from .errors import os_error
+
+        print(f"error: {os_error(exc)}", file=sys.stderr)
         code = EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

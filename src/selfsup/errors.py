@@ -61,6 +61,9 @@ _DISK_CAUSES = {
     "EROFS": ("the file system is read-only", "remount it read-write"),
     "EACCES": ("permission denied", "make '{dir}' writable for this user"),
     "EPERM": ("the operation is not permitted", "make '{dir}' writable for this user"),
+    "ENOENT": ("files cannot be created there", "choose a folder you can write to"),
+    "ENOTDIR": ("a part of the path is a file, not a folder", "choose a path whose folders are folders"),
+    "EISDIR": ("it is a folder", "name a file, not a folder"),
 }
 
 
@@ -82,3 +85,19 @@ def disk_error(exc: OSError, path, what: str, kept=None) -> DiskError:
     else:
         fix = f"{remedy} or pass an --out on another disk, then rerun."
     return DiskError(problem, fix)
+
+
+def os_error(exc: OSError) -> SelfsupError:
+    """A one-line error for an OSError that reached the CLI: the file, the cause and what to do."""
+    import errno as _errno
+
+    name = _errno.errorcode.get(exc.errno or 0, "")
+    where = f" '{exc.filename}'" if getattr(exc, "filename", None) else ""
+    detail = exc.strerror or str(exc) or type(exc).__name__
+    if name in ("ENOSPC", "EDQUOT"):
+        fix = "free space on that disk, or write to another one, then rerun."
+    elif name in ("EACCES", "EPERM", "EROFS"):
+        fix = "check the permissions of that path, or choose another one, then rerun."
+    else:
+        fix = "check the path, then rerun."
+    return SelfsupError(f"cannot access{where}: {detail}.", fix)

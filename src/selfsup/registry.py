@@ -49,10 +49,15 @@ def get(kind: str, name: str) -> Any:
         return _REGISTRY[kind][name]
     except KeyError:
         names = sorted(_REGISTRY[kind])
+        listing = _LISTED_BY.get(kind)
         raise ConfigError(
             f"unknown {kind} {name!r}.{closest(name, names)}",
-            f"choose one of: {', '.join(names)} (see `selfsup {kind}s`).",
+            f"choose one of: {', '.join(names)}" + (f" (`{listing}` describes each)." if listing else "."),
         ) from None
+
+
+# The command that lists each kind with its details (backbones are listed only in the error itself).
+_LISTED_BY = {"method": "selfsup methods", "auxiliary": "selfsup methods", "protocol": "selfsup protocols"}
 
 
 def names(kind: str) -> list[str]:

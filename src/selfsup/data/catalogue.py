@@ -162,6 +162,21 @@ def search_dirs(root: str | None = None) -> list[str]:
     return out
 
 
+def how_to_get(spec: NamedDataset, root: str | None = None) -> str:
+    """`spec.how_to_get` with ``$SELFSUP_DATA`` made concrete: `root` when given, else the variable's
+    value when it is set, else the user cache folder (which is always searched)."""
+    text = spec.how_to_get
+    if "$SELFSUP_DATA" not in text:
+        return text
+    if root:
+        return text.replace("$SELFSUP_DATA", display_path(os.path.expanduser(os.fspath(root))))
+    if os.environ.get("SELFSUP_DATA"):
+        return text.replace("$SELFSUP_DATA", display_path(os.environ["SELFSUP_DATA"]))
+    cache = search_dirs()[-1]
+    return (text.replace("$SELFSUP_DATA", display_path(cache))
+            + " (or into any folder named by $SELFSUP_DATA or --root; $SELFSUP_DATA is not set here)")
+
+
 def _candidates(spec: NamedDataset, root: str | None) -> list[str]:
     dirs = [os.path.expanduser(os.fspath(root))] if root else []  # root may be the dataset folder itself
     dirs += [os.path.join(base, folder) for base in search_dirs(root) for folder in spec.folders]
@@ -198,7 +213,7 @@ def _locate(spec: NamedDataset, split: str, root: str | None) -> tuple[str, dict
     what = f"{display_path(partial)} is missing" if partial else f"{first} was not found"
     raise DataError(
         f"{spec.name} ({split}): {what}; looked in {places} (subfolders {folders}).",
-        spec.how_to_get + ".",
+        how_to_get(spec, root) + ".",
     )
 
 
@@ -307,7 +322,7 @@ def describe_datasets(root: str | None = None) -> list[dict]:
             status = f"found in {display_path(where)}"
         except DataError:
             where = "missing"
-            status = f"missing: {spec.how_to_get}"
-        rows.append({"name": spec.name, "splits": spec.splits, "where": where, "how_to_get": spec.how_to_get,
+            status = f"missing: {how_to_get(spec, root)}"
+        rows.append({"name": spec.name, "splits": spec.splits, "where": where, "how_to_get": how_to_get(spec, root),
                      "status": status})
     return rows

@@ -24,7 +24,7 @@ from ..data.table import TableDataset
 from ..errors import ConfigError, DataError
 from ..registry import check_kwargs, get, register
 from .features import cached_features, extract_features
-from .linear import DEFAULT_LAMBDAS
+from .linear import DEFAULT_LAMBDAS, PROBE_MAX_ITER
 
 DEFAULT_PROTOCOLS = ("knn", "linear", "rankme", "alignment_uniformity")
 
@@ -41,6 +41,7 @@ class EvalContext:
     amp: bool = False
     cache_dir: str | Path | None = None
     batch_size: int = 1024
+    read_caches: tuple = ()  # further feature caches to read (a run's own features/), copied into cache_dir on a hit
     _features: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
     _memo: dict = field(default_factory=dict, repr=False)
 
@@ -53,11 +54,31 @@ class EvalContext:
     def features(self, split: str) -> torch.Tensor:
         """(N, D) float32 features of the 'train' or 'test' samples, extracted once (and cached on disk)."""
         if split not in self._features:
+            if self.cache_dir is not None and self.read_caches:
+                self._copy_from_read_caches(self.dataset(split))
             # No split key: the pixel hash in the cache key tells splits apart, and other callers
             # (the report's embedding map) then hit the same cache files.
             self._features[split] = cached_features(self.encoder, self.dataset(split), cache_dir=self.cache_dir,
                                                     batch_size=self.batch_size, device=self.device, amp=self.amp)
         return self._features[split]
+
+    def _copy_from_read_caches(self, data) -> None:
+        """Features this encoder already has for `data` in a read cache (a study written to a new
+        folder finds the run's own features/) are copied into cache_dir instead of extracted again."""
+        from .features import FeatureCache
+
+        cache = FeatureCache(self.cache_dir)
+        key = cache.key(self.encoder, data, None, self.amp)
+        if cache.get(key) is not None:
+            return
+        for folder in self.read_caches:
+            found = FeatureCache(folder).get(key)
+            if found is not None and len(found) == len(data):
+                try:
+                    cache.put(key, found)
+                except OSError:
+                    pass  # the study's cache is only a cache; cached_features writes it or reports the disk
+                return
 
     def labels(self, split: str) -> torch.Tensor:
         return self.dataset(split).labels
@@ -70,7 +91,7 @@ class EvalContext:
                               "run it on image data, or choose protocols that work on features.")
         return data.images
 
-    def linear_fit(self, lambdas: tuple[float, ...] = DEFAULT_LAMBDAS, max_iter: int = 200):
+    def linear_fit(self, lambdas: tuple[float, ...] = DEFAULT_LAMBDAS, max_iter: int = PROBE_MAX_ITER):
         """(result, LinearModel) of the L-BFGS linear probe on all clean train features, fitted once per
         (seed, options) and shared: the linear protocol, the 100% label fraction and the probes that
         robustness and adversarial attack are the same fit (it is the costliest step of a study)."""
@@ -99,15 +120,54 @@ class EvalContext:
 
 
 def protocol(name: str, needs_labels: bool, seeded: bool = False, slow: bool = False,
-             modalities: tuple[str, ...] = ("image", "table")) -> Callable:
+             modalities: tuple[str, ...] = ("image", "table"), fits: Callable | None = None,
+             needs: str = "") -> Callable:
     """Register a protocol function under `name`. `needs_labels`: it needs labelled train and test
     splits; `seeded`: its result depends on ctx.seed (sampled episodes, subsets, starts), so a study
     runs it once per seed; `slow`: it trains through the backbone (fine-tuning), so "all" leaves it out;
-    `modalities`: the data it works on (those that transform images say ("image",)), as for methods."""
+    `modalities`: the data it works on (those that transform images say ("image",)), as for methods;
+    `fits(ctx, **options) -> str | None`: why it cannot run on this encoder and data (None: it can),
+    checked before any protocol runs; `needs`: those further requirements in words, for
+    `selfsup protocols`."""
     def wrap(fn):
         fn.needs_labels, fn.seeded, fn.slow, fn.modalities = needs_labels, seeded, slow, tuple(modalities)
+        fn.fits, fn.needs = fits, needs
         return register("protocol", name)(fn)
     return wrap
+
+
+def requirements(name: str) -> str:
+    """What protocol `name` needs, in words (`selfsup protocols`)."""
+    fn = get("protocol", name)
+    parts = ["labelled train and test splits" if fn.needs_labels else "no labels"]
+    if tuple(fn.modalities) != ("image", "table"):
+        parts.append(" or ".join(f"{m} data" for m in fn.modalities))
+    if fn.needs:
+        parts.append(fn.needs)
+    return "; ".join(parts)
+
+
+def unfit_reason(name: str, ctx: "EvalContext", options: dict | None = None) -> str | None:
+    """Why protocol `name` (with `options`) cannot run on `ctx`'s encoder and data, or None.
+
+    Checked before any work: the data's kind (`modalities`), labels (`needs_labels`), then the
+    protocol's own `fits` (class counts, backbone stages, ...)."""
+    fn = get("protocol", name)
+    modality = ctx.train.modality
+    if modality not in fn.modalities:
+        kinds = " and ".join(f"{m} data" for m in fn.modalities)
+        return f"works on {kinds} only, and '{ctx.train.name}' is {modality} data"
+    if fn.needs_labels:
+        missing = ctx.missing_labels()
+        if missing:
+            return f"needs labels, and {missing}"
+    if fn.fits is not None:
+        return fn.fits(ctx, **(options or {}))
+    return None
+
+
+def _classes(ctx: "EvalContext") -> int:
+    return int(torch.unique(ctx.labels("train")).numel())
 
 
 @protocol("knn", needs_labels=True)
@@ -122,7 +182,7 @@ def knn_protocol(ctx: EvalContext, k: int = 20, temperature: float = 0.07) -> di
 
 @protocol("linear", needs_labels=True)
 def linear_protocol(ctx: EvalContext, lambdas: tuple[float, ...] = DEFAULT_LAMBDAS,
-           max_iter: int = 200) -> dict[str, float]:
+           max_iter: int = PROBE_MAX_ITER) -> dict[str, float]:
     """L-BFGS logistic-regression probe; L2 strength chosen on a 10% stratified holdout of train."""
     return dict(ctx.linear_fit(tuple(lambdas), max_iter)[0])
 
@@ -161,7 +221,19 @@ def alignment_uniformity_protocol(ctx: EvalContext, n: int = 2048, alpha: float 
                    generator=generator, alpha=alpha, t=t)
 
 
-@protocol("fewshot", needs_labels=True, seeded=True)
+def _fewshot_fits(ctx, shots=(1, 5, 10), **_):
+    counts = torch.unique(ctx.labels("train"), return_counts=True)[1]
+    if len(counts) < 2:
+        return f"needs at least 2 classes, and the train split has {len(counts)}"
+    shots = (shots,) if isinstance(shots, int) else tuple(shots)
+    if shots and max(shots) > int(counts.min()):
+        return (f"needs {max(shots)} train examples of every class (shots {', '.join(map(str, shots))}), and the "
+                f"rarest class has {int(counts.min())}; lower fewshot.shots")
+    return None
+
+
+@protocol("fewshot", needs_labels=True, seeded=True, fits=_fewshot_fits,
+          needs="as many train examples of every class as the largest shot")
 def fewshot_protocol(ctx: EvalContext, shots: tuple[int, ...] = (1, 5, 10), episodes: int = 100,
                      queries_per_class: int | None = None) -> dict[str, float]:
     """n-shot logistic regression on frozen features, mean accuracy and 95% CI over sampled episodes."""
@@ -224,7 +296,17 @@ def coretune_protocol(ctx: EvalContext, fractions: tuple[float, ...] = (0.1,), e
                      crop_scale)
 
 
-@protocol("multilayer", needs_labels=True, modalities=("image",))
+def _multilayer_fits(ctx, **_):
+    from .multilayer import has_layers
+
+    if has_layers(ctx.encoder):
+        return None
+    backbone = getattr(ctx.encoder, "backbone", ctx.encoder)
+    return f"needs a backbone with stages (convnet, resnet, scatnet), and this encoder's is {type(backbone).__name__}"
+
+
+@protocol("multilayer", needs_labels=True, modalities=("image",), fits=_multilayer_fits,
+          needs="a backbone with stages (convnet, resnet, scatnet)")
 def multilayer_protocol(ctx: EvalContext) -> dict[str, float]:
     """Linear probes on the pooled feature map of every backbone stage, and on all stages together."""
     from .multilayer import extract_layer_features, has_layers, multilayer_probe
@@ -257,7 +339,14 @@ def _held_out(labels: torch.Tensor, fraction: float, seed: int) -> torch.Tensor:
     return classes[torch.randperm(len(classes), generator=torch.Generator().manual_seed(seed))[:n_out]]
 
 
-@protocol("ood", needs_labels=True, seeded=True)
+def _ood_fits(ctx, held_out=0.3, **_):
+    k = _classes(ctx)
+    if k < 2 or max(1, round(held_out * k)) >= k:
+        return f"holds out a fraction {held_out} of the classes and needs one left in; the train split has {k} class(es)"
+    return None
+
+
+@protocol("ood", needs_labels=True, seeded=True, fits=_ood_fits, needs="at least 2 classes (some are held out)")
 def ood_protocol(ctx: EvalContext, held_out: float = 0.3, k: int = 50, other: str | None = None) -> dict[str, float]:
     """Out-of-distribution detection with held-out classes: the train features of the other classes
     are the in-distribution reference; kNN-distance and Mahalanobis scores, AUROC and FPR@95.
@@ -326,7 +415,15 @@ def separability_protocol(ctx: EvalContext, n: int = 2000) -> dict[str, float]:
     return {"score": class_separability(ctx.features("train"), n=n, seed=ctx.seed)}
 
 
-@protocol("loki", needs_labels=True, seeded=True)
+def _loki_fits(ctx, unobserved_fraction=0.3, **_):
+    k = _classes(ctx)
+    if k < 3:
+        return f"holds classes out of the probe and needs 2 observed and 1 unobserved, so at least 3 classes; " \
+               f"the train split has {k}"
+    return None
+
+
+@protocol("loki", needs_labels=True, seeded=True, fits=_loki_fits, needs="at least 3 classes")
 def loki_protocol(ctx: EvalContext, unobserved_fraction: float = 0.3) -> dict[str, float]:
     """Loki (Roberts et al., NeurIPS 2023): a probe trained on some classes predicts every class by the
     Frechet mean under a metric of class-embedding distances; against argmax."""
@@ -336,7 +433,12 @@ def loki_protocol(ctx: EvalContext, unobserved_fraction: float = 0.3) -> dict[st
                      seed=ctx.seed, unobserved_fraction=unobserved_fraction)
 
 
-@protocol("longtail", needs_labels=True)
+def _two_classes(ctx, **_):
+    k = _classes(ctx)
+    return None if k >= 2 else f"needs at least 2 classes, and the train split has {k}"
+
+
+@protocol("longtail", needs_labels=True, fits=_two_classes, needs="at least 2 classes")
 def longtail_protocol(ctx: EvalContext, ratios: tuple[float, ...] = (10, 100)) -> dict[str, float]:
     """Linear probe on long-tailed subsets of the train split (imbalance ratios 10 and 100), scored on
     the balanced test split overall and for the many / medium / few-shot classes."""
@@ -365,15 +467,19 @@ def evaluate(encoder: nn.Module, train: ImageDataset | TableDataset, test: Image
              protocols: tuple[str, ...] | None = None, cache_dir: str | Path | None = None,
              device: str | torch.device = "cpu", seed: int = 0, amp: bool = False,
              options: dict[str, dict[str, Any]] | None = None, knn_k: int | None = None,
-             knn_temperature: float | None = None, batch_size: int = 1024) -> dict[str, dict[str, Any]]:
+             knn_temperature: float | None = None, batch_size: int = 1024, strict: bool | None = None,
+             progress: Callable[[str], None] | None = None) -> dict[str, dict[str, Any]]:
     """Run `protocols` (default: knn, linear, rankme, alignment_uniformity) -> {protocol: {name: number}}.
 
     `options` maps a protocol to its keyword options (``{"knn": {"k": 200}}``); `knn_k` and
-    `knn_temperature` are shortcuts for the kNN ones. Protocols that need labels are skipped with
-    ``{"skipped": "<why>"}`` when labels are missing and `protocols` was left to its default; asked
-    for by name, they raise DataError instead.
+    `knn_temperature` are shortcuts for the kNN ones. Every protocol is checked against the encoder
+    and data first (:func:`unfit_reason`: labels, the kind of data, class counts, backbone stages).
+    With `strict` (the default when `protocols` is given) a protocol that does not fit is a
+    DataError before any work; otherwise it is skipped with ``{"skipped": "<why>"}``.
+    `progress(text)` is called before each protocol (the CLI prints it).
     """
     explicit = protocols is not None
+    strict = explicit if strict is None else strict
     protocols = tuple(protocols) if explicit else DEFAULT_PROTOCOLS
     options = {name: dict(kw) for name, kw in (options or {}).items()}
     if knn_k is not None:
@@ -390,18 +496,25 @@ def evaluate(encoder: nn.Module, train: ImageDataset | TableDataset, test: Image
 
     ctx = EvalContext(encoder, train, test, device=device, seed=seed, amp=amp, cache_dir=cache_dir,
                       batch_size=batch_size)
-    missing = ctx.missing_labels()
+    reasons = {name: unfit_reason(name, ctx, options.get(name)) for name in functions}
+    unfit = {name: why for name, why in reasons.items() if why}
+    if unfit and strict:
+        name, why = next(iter(unfit.items()))
+        runnable = [p for p in protocols if p not in unfit]
+        others = [n for n in unfit if n != name]
+        raise DataError(f"protocol {name!r} {why}" + (f" (nor do {', '.join(others)} fit)" if others else "") + ".",
+                        f"evaluate on data it fits, or leave it out (these fit: {', '.join(runnable) or 'none'}; "
+                        "`selfsup protocols` lists what each needs).")
     results: dict[str, dict[str, Any]] = {}
-    for name, fn in functions.items():
-        if getattr(fn, "needs_labels", False) and missing:
-            if explicit:
-                raise DataError(f"protocol {name!r} needs labels, but {missing}.",
-                                "evaluate on a labelled dataset, or run only label-free protocols "
-                                "(rankme, alignment_uniformity).")
-            results[name] = {"skipped": f"needs labels; {missing}"}
+    for i, (name, fn) in enumerate(functions.items()):
+        if name in unfit:
+            results[name] = {"skipped": unfit[name]}
             continue
+        if progress is not None:
+            progress(f"{name} ({i + 1}/{len(functions)})")
         results[name] = fn(ctx, **options.get(name, {}))
     return results
 
 
-__all__ = ["DEFAULT_PROTOCOLS", "EvalContext", "evaluate", "extract_features", "cached_features", "protocol"]
+__all__ = ["DEFAULT_PROTOCOLS", "EvalContext", "evaluate", "extract_features", "cached_features", "protocol",
+           "requirements", "unfit_reason"]

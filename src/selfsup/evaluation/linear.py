@@ -15,6 +15,7 @@ import torch.nn.functional as F
 # Objective: mean cross-entropy + lam * ||W||^2 (bias not penalized). lam = 1 / (2 C N) in
 # scikit-learn's C. Ordered strong -> weak so each fit warm-starts from a smoother solution.
 DEFAULT_LAMBDAS = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
+PROBE_MAX_ITER = 200  # L-BFGS iterations per fit
 
 
 @dataclass

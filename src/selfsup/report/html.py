@@ -206,9 +206,24 @@ def _embedding_plot(name: str, coords: np.ndarray, labels, class_names) -> str:
     return _png(fig)
 
 
+def _skipped_table(skipped) -> str:
+    """One row per (encoder, protocol) that did not run, with the reason (seeds folded together)."""
+    grouped: dict[tuple, list] = {}
+    for run, checkpoint, protocol, seed, why in skipped:
+        grouped.setdefault((run, checkpoint, protocol, why), []).append(seed)
+    body = []
+    for (run, checkpoint, protocol, why), seeds in grouped.items():
+        shown = [str(s) for s in seeds if s != ""]
+        body.append(f"<tr><th>{html.escape(_label(run, checkpoint))}</th><td>{html.escape(protocol)}</td>"
+                    f"<td>{html.escape(', '.join(shown) or '-')}</td><td class=why>{html.escape(why)}</td></tr>")
+    return ("<h2>Skipped protocols</h2><table class=skipped><tr><th>encoder</th><th>protocol</th><th>seeds</th>"
+            f"<th>why</th></tr>{''.join(body)}</table>")
+
+
 def write_html(rows: list[dict], path: str | os.PathLike, title: str = "selfsup evaluation",
-               embeddings: dict | None = None, notes: list[str] = ()) -> Path:
-    """Write the report page for tidy `rows` (evaluation/study.py) to `path`, atomically."""
+               embeddings: dict | None = None, notes: list[str] = (), skipped=()) -> Path:
+    """Write the report page for tidy `rows` (evaluation/study.py) to `path`, atomically. `skipped`:
+    (run, checkpoint, protocol, seed, reason) of the protocol runs that did not fit or stopped."""
     from ..train.checkpoint import atomic_write
 
     summary = summarize(rows)
@@ -233,10 +248,12 @@ def write_html(rows: list[dict], path: str | os.PathLike, title: str = "selfsup 
         parts.append("</div>")
     parts.append("<h2>Results by protocol</h2>")
     parts += _tables(summary)
+    if skipped:
+        parts.append(_skipped_table(skipped))
     style = ("body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;margin:0.5em 0 1.5em}"
              "td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:right}th:first-child{text-align:left}"
              ".grid{display:flex;flex-wrap:wrap;gap:1em}figure{margin:0;max-width:640px}img{max-width:100%}"
-             "figcaption{font-size:12px;color:#444}.meta,.note{color:#555;font-size:13px}")
+             "figcaption{font-size:12px;color:#444}.meta,.note{color:#555;font-size:13px}td.why{text-align:left}")
     script = ("window.addEventListener('load',function(){var im=document.images,ok=0;for(var i=0;i<im.length;i++)"
               "{if(im[i].complete&&im[i].naturalWidth>0)ok++;}document.body.setAttribute('data-rendered',ok+'/'+im.length);"
               "document.body.setAttribute('data-tables',document.getElementsByTagName('table').length);});")
