@@ -213,8 +213,8 @@ def test_a_table_without_a_test_split_gets_table_advice(tmp_path, capsys):
                             "--out", tmp_path / "run", "--no-progress", "--no-eval"], capsys)
     assert code == 0, err
     code, _, err = run_cli(["evaluate", tmp_path / "run", "--protocols", "knn"], capsys)
-    line = one_error(err)
-    assert code == 2 and "table" in line and ".csv" in line and ".npz" not in line and "folder" not in line
+    fix = one_error(err).split("Fix:")[1]
+    assert code == 2 and "table" in fix and ".csv" in fix and ".npz" not in fix and "folder" not in fix
 
 
 # ------------------------------------------------------------------ the evaluate / embed path

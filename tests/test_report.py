@@ -71,7 +71,8 @@ def test_report_without_metrics_or_knn(tmp_path):
     (run / "metrics.jsonl").write_text("\n".join(json.dumps({"step": s, "loss": 1.0 / (s + 1)}) for s in range(5)))
     path = write_report(run, results={"knn": {"accuracy": 0.5}})
     text = path.read_text()
-    assert "### knn" in text and "online kNN" not in text and "Configuration" not in text
+    assert "### knn" in text and "online kNN accuracy: last" not in text and "Configuration" not in text
+    assert "online kNN accuracy: not tracked in this run (set train.monitor_every=N" in text
     assert (run / "figures" / "loss.png").is_file() and not (run / "figures" / "knn_acc.png").exists()
     empty = write_report(tmp_path / "empty").read_text()
     assert "metrics.jsonl is missing or empty" in empty and "No results.json" in empty

@@ -512,7 +512,8 @@ def embed(encoder: Encoder | str | os.PathLike, data: str | None = None, out: st
     work = out.with_name(out.name + ".part")
     try:
         # fp32 here: embeddings are an export and should not depend on the CPU's bf16 support
-        feats = extract_to_file(encoder, dataset.samples, work, key, batch_size=batch_size, device=dev, amp=False)
+        feats = extract_to_file(encoder, dataset.samples, work, key, batch_size=batch_size, device=dev, amp=False,
+                                progress=f"embed: {dataset.name}")
         _write_embeddings(out, feats, dataset)
     except OSError as exc:
         raise disk_error(exc, out, "the embeddings") from exc

@@ -58,8 +58,10 @@ class EvalContext:
                 self._copy_from_read_caches(self.dataset(split))
             # No split key: the pixel hash in the cache key tells splits apart, and other callers
             # (the report's embedding map) then hit the same cache files.
-            self._features[split] = cached_features(self.encoder, self.dataset(split), cache_dir=self.cache_dir,
-                                                    batch_size=self.batch_size, device=self.device, amp=self.amp)
+            data = self.dataset(split)
+            self._features[split] = cached_features(self.encoder, data, cache_dir=self.cache_dir,
+                                                    batch_size=self.batch_size, device=self.device, amp=self.amp,
+                                                    progress=f"evaluate: features of {data.name} ({split})")
         return self._features[split]
 
     def _copy_from_read_caches(self, data) -> None:

@@ -80,8 +80,39 @@ def _forward_block(encoder: nn.Module, block: torch.Tensor, device: torch.device
     return torch.cat(out)
 
 
+class _RowProgress:
+    """Progress lines for a long extraction (src/selfsup/progress.py), decided after the first
+    block: work expected to take under SILENT_SECONDS says nothing (tests, small sets, a cache hit)."""
+
+    SILENT_SECONDS = 3.0
+
+    def __init__(self, label: str | None, total: int, done: int = 0):
+        import time
+
+        self.label, self.total, self.done = label, total, done
+        self.t0, self.bar, self.decided = time.perf_counter(), None, not label
+
+    def advance(self, rows: int) -> None:
+        import time
+
+        self.done += rows
+        if self.bar is not None:
+            self.bar.update(rows)
+        elif not self.decided:
+            self.decided = True
+            left = (time.perf_counter() - self.t0) / rows * (self.total - self.done)
+            if left > self.SILENT_SECONDS:
+                from ..progress import Progress
+
+                self.bar = Progress(self.total, self.label, unit="rows", initial=self.done)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def extract_features(encoder: nn.Module, images: torch.Tensor, batch_size: int = 1024,
-                     device: str | torch.device = "cpu", amp: bool = False) -> torch.Tensor:
+                     device: str | torch.device = "cpu", amp: bool = False, progress: str | None = None) -> torch.Tensor:
     """Features of `images` (N, C, H, W) uint8 (or any input the encoder takes) -> float32 (N, D) on CPU.
 
     The encoder runs in eval mode without gradients (its train/eval mode is restored afterwards);
@@ -93,20 +124,27 @@ def extract_features(encoder: nn.Module, images: torch.Tensor, batch_size: int =
     counts and across reruns (tests/test_output_determinism.py), for a given torch build and CPU
     instruction set; it differs between fp32 and `amp` (bf16), and between devices. On CUDA the
     fixed shapes keep cuDNN's choice stable within a process, but bit equality is not promised.
+    `progress`: a label (e.g. "features of fashion-mnist test") for progress lines on stderr when
+    the extraction takes more than a few seconds; None is silent.
     """
     device = torch.device(device)
     rows = _block_rows(batch_size)
     if len(images) == 0:
         return torch.zeros(0, getattr(encoder, "dim", 0))
+    report = _RowProgress(progress, len(images))
+    chunks = []
     with _frozen(encoder, device):
-        chunks = [_forward_block(encoder, images[start:start + rows], device, amp)
-                  for start in range(0, len(images), rows)]
+        for start in range(0, len(images), rows):
+            chunks.append(_forward_block(encoder, images[start:start + rows], device, amp))
+            report.advance(len(chunks[-1]))
+    report.close()
     # torch.cat outside inference mode gives an ordinary tensor that autograd (the linear probe) accepts.
     return torch.cat(chunks)
 
 
 def extract_to_file(encoder: nn.Module, images: torch.Tensor, work: str | os.PathLike, key: str,
-                    batch_size: int = 1024, device: str | torch.device = "cpu", amp: bool = False) -> np.ndarray:
+                    batch_size: int = 1024, device: str | torch.device = "cpu", amp: bool = False,
+                    progress: str | None = None) -> np.ndarray:
     """Features of `images` appended to the raw float32 file `work` block by block; resumable.
 
     After each block the rows are written and fsynced, then ``<work>.json`` (the progress record:
@@ -133,15 +171,18 @@ def extract_to_file(encoder: nn.Module, images: torch.Tensor, work: str | os.Pat
             f.truncate(done * dim * 4)
             f.seek(done * dim * 4)
         if done < total:
+            report = _RowProgress(progress, total, done)
             with _frozen(encoder, device):
                 for start in range(done, total, rows):
                     block = _forward_block(encoder, images[start:start + rows], device, amp).numpy()
+                    report.advance(len(block))
                     dim = block.shape[1]
                     f.write(np.ascontiguousarray(block, dtype="<f4").tobytes())
                     f.flush()
                     os.fsync(f.fileno())
                     state = {"format": PROGRESS_FORMAT, "key": key, "rows": start + len(block), "total": total, "dim": dim}
                     atomic_write(record, lambda tmp, state=state: Path(tmp).write_text(json.dumps(state)))
+            report.close()
     if total == 0:
         return np.zeros((0, getattr(encoder, "dim", 0)), np.float32)
     return np.memmap(work, dtype="<f4", mode="r", shape=(total, dim))
@@ -216,7 +257,8 @@ class FeatureCache:
 
 
 def cached_features(encoder: nn.Module, dataset, split_key: str | None = None,
-                    cache_dir: str | os.PathLike | None = None, batch_size: int = 1024, device: str | torch.device = "cpu", amp: bool = False) -> torch.Tensor:
+                    cache_dir: str | os.PathLike | None = None, batch_size: int = 1024, device: str | torch.device = "cpu",
+                    amp: bool = False, progress: str | None = None) -> torch.Tensor:
     """Features (N, D) float32 of `dataset.samples`, from `cache_dir` when this encoder saw this split before.
 
     `cache_dir=None` disables caching. The key covers the encoder's weights, the dataset name,
@@ -224,11 +266,11 @@ def cached_features(encoder: nn.Module, dataset, split_key: str | None = None,
     `amp`, so any change there re-extracts.
     """
     if cache_dir is None:
-        return extract_features(encoder, dataset.samples, batch_size, device, amp)
+        return extract_features(encoder, dataset.samples, batch_size, device, amp, progress)
     cache = FeatureCache(cache_dir)
     key = cache.key(encoder, dataset, split_key, amp)
     features = cache.get(key)
     if features is None or len(features) != len(dataset):
-        features = extract_features(encoder, dataset.samples, batch_size, device, amp)
+        features = extract_features(encoder, dataset.samples, batch_size, device, amp, progress)
         cache.put(key, features)
     return features

@@ -62,6 +62,9 @@ def _training_section(log: MetricLog, figures: Path, run_dir: Path) -> list[str]
     if log.has("knn_acc"):
         _, acc = log.finite("knn_acc")
         lines.append(f"- online kNN accuracy: last {_fmt(acc[-1])}, best {_fmt(max(acc))}")
+    else:
+        lines.append("- online kNN accuracy: not tracked in this run (set train.monitor_every=N, e.g. 300, to follow "
+                     "it over steps; it needs labels)")
     if log.bad_lines:
         lines.append(f"- {log.bad_lines} unreadable lines in metrics.jsonl were skipped")
     lines.append("")
@@ -93,11 +96,33 @@ def _embedding_section(embeddings, class_names, figures: Path, run_dir: Path, me
             f"![Embeddings]({path.relative_to(run_dir).as_posix()})", ""]
 
 
-def _config_section(run_dir: Path) -> list[str]:
+def _backbone_used(run_dir: Path, results: dict) -> str | None:
+    """The backbone the run built: recorded by the trainer, else named in the exported encoder.json."""
+    recorded = results.get("pretrain", {}).get("backbone") if isinstance(results.get("pretrain"), dict) else None
+    if recorded:
+        return str(recorded)
+    try:
+        return str(json.loads((run_dir / "encoder" / "encoder.json").read_text())["backbone"]["name"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _config_section(run_dir: Path, results: dict) -> list[str]:
     path = run_dir / "config.yaml"
     if not path.is_file():
         return []
-    return ["## Configuration", "", f"From `{path.name}`:", "", "```yaml", path.read_text().rstrip(), "```", ""]
+    text = path.read_text().rstrip()
+    lines = ["## Configuration", ""]
+    used = _backbone_used(run_dir, results)
+    if used:
+        import yaml
+
+        try:
+            asked = (yaml.safe_load(text) or {}).get("backbone", {}).get("name")
+        except (yaml.YAMLError, AttributeError):
+            asked = None
+        lines += [f"Backbone: **{used}**" + (f" (backbone.name was {asked}: chosen for the data)" if asked == "auto" else ""), ""]
+    return lines + [f"From `{path.name}`:", "", "```yaml", text, "```", ""]
 
 
 def write_report(run_dir: str | os.PathLike, metrics_path: str | os.PathLike | None = None,
@@ -129,6 +154,6 @@ def write_report(run_dir: str | os.PathLike, metrics_path: str | os.PathLike | N
     lines += _results_section(results)
     if embeddings is not None:
         lines += _embedding_section(embeddings, class_names, figures, run_dir, embedding_method, max_points, seed)
-    lines += _config_section(run_dir)
+    lines += _config_section(run_dir, results)
     text = "\n".join(lines).rstrip() + "\n"
     return atomic_write(run_dir / REPORT, lambda tmp: Path(tmp).write_text(text, encoding="utf-8", errors="backslashreplace"))

@@ -236,6 +236,8 @@ def _train(config: RunConfig, resume: bool, stop_after: int | None, stop: StopSi
                           "pass --resume to continue it, or choose another --out.")
     if resume:
         _check_resume_config(run_dir, config)
+        if latest is None:
+            print(f"note: --resume: there is no checkpoint in '{ckpt_dir}', so this starts a new run", file=sys.stderr)
 
     cfg_t = config.train
     if cfg_t.threads:
@@ -343,10 +345,11 @@ def _train(config: RunConfig, resume: bool, stop_after: int | None, stop: StopSi
 
     total = cfg_t.steps
     end = min(total, stop_after) if stop_after is not None else total
-    bar, shown = None, {}
+    bar = None
     if cfg_t.progress and end > start:
-        from tqdm import tqdm
-        bar = tqdm(total=end, initial=start, unit="step", file=sys.stderr, dynamic_ncols=True, mininterval=1.0)
+        from ..progress import Progress
+
+        bar = Progress(end, "pretrain", unit="step", initial=start)
     trainable = [p for p in method.parameters() if p.requires_grad]
     # BatchNorm statistics (and batch counts, DINO centers, SwAV queues) change in the forward pass,
     # before the loss can be checked; a copy lets a failing step be undone so the saved "last good"
@@ -356,7 +359,7 @@ def _train(config: RunConfig, resume: bool, stop_after: int | None, stop: StopSi
     alarm = None
     if cfg_t.collapse_check_every:
         alarm = CollapseAlarm(cfg_t.collapse_check_every, cfg_t.collapse_min_std, cfg_t.collapse_min_rank,
-                              cfg_t.collapse_patience, print_fn=None if bar is None else lambda m: bar.write(m, file=sys.stderr))
+                              cfg_t.collapse_patience, print_fn=None if bar is None else bar.write)
     skips = 0  # non-finite steps in a row (train.on_nonfinite=skip)
     train_time, train_images, window_t, window_n = 0.0, 0, time.perf_counter(), 0
     method.train()
@@ -412,7 +415,7 @@ def _train(config: RunConfig, resume: bool, stop_after: int | None, stop: StopSi
             if bar is None:
                 print(message, file=sys.stderr)
             else:
-                bar.write(message, file=sys.stderr)
+                bar.write(message)
         else:
             skips = 0
             if scaler is not None:
@@ -445,15 +448,15 @@ def _train(config: RunConfig, resume: bool, stop_after: int | None, stop: StopSi
             record = record or {"step": done}
             record["knn_acc"] = monitor(encoder, dtype)
             window_t += time.perf_counter() - t_mon
+        shown = {}
         if record is not None:
             _log(metrics_path, record)
-            if bar is not None:  # a record without the loss (a collapse check, a skipped step) keeps the last one shown
-                shown.update({k: f"{record[key]:{spec}}" for k, key, spec in
-                              (("img_s", "images_per_s", ".0f"), ("loss", "loss", ".3f"), ("knn", "knn_acc", ".3f"))
-                              if key in record})
-                bar.set_postfix(shown)
+            # a record without the loss (a collapse check, a skipped step) keeps the last one shown
+            shown = {name: f"{record[key]:{spec}}" for name, key, spec in
+                     (("loss", "loss", ".3f"), ("images/s", "images_per_s", ".0f"), ("online kNN", "knn_acc", ".3f"))
+                     if key in record}
         if bar is not None:
-            bar.update(1)
+            bar.update(1, **shown)
         stopping = stop.signum is not None  # a SIGINT/SIGTERM arrived: save now, then stop
         if done % cfg_t.checkpoint_every == 0 or done == end or stopping:
             t_ck = time.perf_counter()
@@ -481,5 +484,6 @@ def _train(config: RunConfig, resume: bool, stop_after: int | None, stop: StopSi
     except OSError as exc:
         raise disk_error(exc, run_dir / "encoder", "the encoder", latest_checkpoint(ckpt_dir)) from exc
     results = {"pretrain": {"steps": total, "images_per_s": images_per_s, "device": str(device),
-                            "precision": str(dtype).replace("torch.", "") if dtype else "fp32"}}
+                            "precision": str(dtype).replace("torch.", "") if dtype else "fp32",
+                            "backbone": backbone_name}}
     return RunResult(run_dir, total, images_per_s, encoder, results, train_set, device, dtype)
