@@ -370,6 +370,51 @@ def _infer_column(name: str, parsed: _Parsed, kind: str | None, max_categories: 
     return Column(name, "categorical", tuple(ranked))
 
 
+def _names(names: list[str], limit: int = 8) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" +{len(names) - limit} more" if len(names) > limit else "")
+
+
+def _inference_notes(where: str, n_rows: int, columns: tuple[Column, ...], parsed: dict, forced: dict,
+                     label: str | None, classes, max_categories: int) -> list[str]:
+    """What was inferred for each column, in one summary line, plus a line for each column whose
+    kind was a close call (mostly numbers read as categories, a numeric column with text in it) or
+    whose categories were capped, each naming the override (data.numeric / data.categorical)."""
+    numeric = [c.name for c in columns if c.kind == "numeric"]
+    categorical = [f"{c.name} {len(c.categories)}" for c in columns if c.kind == "categorical"]
+    summary = (f"read {where}: {n_rows} rows, {len(columns)} feature columns: {len(numeric)} numeric"
+               + (f" ({_names(numeric)})" if numeric else "") + f", {len(categorical)} categorical"
+               + (f" (with their number of categories: {_names(categorical)})" if categorical else "")
+               + (f"; label {label!r} ({len(classes)} classes)" if label else "; no label column")
+               + ". Declare a column's kind with --set data.numeric=[NAME] or data.categorical=[NAME].")
+    notes = [summary]
+    for column in columns:
+        p = parsed[column.name]
+        counts = np.bincount(p.inverse, minlength=len(p.text))
+        present = int(counts[~p.missing].sum())
+        text_values = np.isnan(p.number) & ~p.missing
+        bad = int(counts[text_values].sum())
+        examples = ", ".join(repr(t[:20]) for t, b in zip(p.text, text_values) if b)
+        examples = examples if len(examples) < 80 else examples[:77] + "..."
+        share = f"{bad} of {present} values ({100 * bad / max(present, 1):.1f}%) {'is not a number' if bad == 1 else 'are not numbers'}"
+        forced_kind = column.name in forced
+        if column.kind == "categorical" and not forced_kind and present and bad < present and (present - bad) >= 0.5 * present:
+            notes.append(f"column {column.name!r} is read as categorical ({len(column.categories)} categories) although "
+                         f"most of its values are numbers: {share} (e.g. {examples}). If it is numeric, set "
+                         f"--set data.numeric=[{column.name}] (rows with text there are then skipped).")
+        elif column.kind == "numeric" and bad and not forced_kind:
+            notes.append(f"column {column.name!r} is read as numeric, but {share} (e.g. {examples}): "
+                         f"{'that row is' if bad == 1 else 'those rows are'} skipped. If it is categorical, set "
+                         f"--set data.categorical=[{column.name}].")
+        if column.kind == "categorical":
+            distinct = int(((counts > 0) & ~p.missing).sum())
+            if distinct > max_categories:
+                notes.append(f"column {column.name!r} has {distinct} distinct values; the {max_categories} most "
+                             f"frequent are categories, the other {distinct - max_categories} share the code of a "
+                             "missing value.")
+    return notes
+
+
 def load_table(path: str | os.PathLike, label: str | None = None, schema: TableSchema | None = None,
                categorical: tuple[str, ...] = (), numeric: tuple[str, ...] = (), max_categories: int = 256,
                max_bad_fraction: float = 0.01, name: str | None = None, rows: slice | None = None) -> TableDataset:
@@ -460,6 +505,9 @@ def load_table(path: str | os.PathLike, label: str | None = None, schema: TableS
         raise DataError(f"{where} has no usable data rows (e.g. {skipped[0][0]} {skipped[0][1]}).",
                         "fix the rows, or choose the label and numeric columns with data.label / data.categorical.")
     index = np.flatnonzero(keep)
+    if schema is None:  # only a freshly inferred encoding is worth describing
+        notes = notes + _inference_notes(where, int(keep.sum()), table_columns, parsed, forced, label, classes,
+                                         max_categories)
     data_schema = schema if schema is not None else TableSchema(table_columns, label, classes)
     return TableDataset(
         torch.from_numpy(np.ascontiguousarray(values[index])),

@@ -273,14 +273,6 @@ def _train(config: RunConfig, resume: bool, stop_after: int | None, stop: StopSi
     if cfg_t.batch_size > len(train_set):
         raise ConfigError(f"batch size {cfg_t.batch_size} is larger than the dataset ({len(train_set)} {'rows' if modality == 'table' else 'images'} in '{config.data.name}').",
                           f"use --batch-size {len(train_set)} or smaller, or add data.")
-    if train_set.skipped:
-        what = "broken row(s)" if modality == "table" else "unreadable file(s)"
-        print(f"warning: skipped {len(train_set.skipped)} {what} in '{config.data.name}', "
-              f"e.g. {train_set.skipped[0][0]} ({train_set.skipped[0][1]}); listed in {run_dir / 'skipped.txt'}", file=sys.stderr)
-
-    for note in getattr(train_set, "notes", ()):
-        print(f"note: {note}", file=sys.stderr)
-
     torch.manual_seed(cfg_t.seed)
     mean, std = train_set.normalization()
     # in_channels, image_size and cardinalities come from the data (config.py refuses them as options)
@@ -308,6 +300,13 @@ def _train(config: RunConfig, resume: bool, stop_after: int | None, stop: StopSi
                 "".join(f"{name}\t{reason}\n" for name, reason in train_set.skipped), encoding="utf-8", errors="backslashreplace"))
     except OSError as exc:
         raise disk_error(exc, run_dir / "config.yaml", "the run configuration") from exc
+    # What the reader noticed, once every check has passed (a refused run prints only its error).
+    if train_set.skipped:
+        what = "broken row(s)" if modality == "table" else "unreadable file(s)"
+        print(f"warning: skipped {len(train_set.skipped)} {what} in '{config.data.name}', "
+              f"e.g. {train_set.skipped[0][0]} ({train_set.skipped[0][1]}); listed in {run_dir / 'skipped.txt'}", file=sys.stderr)
+    for note in getattr(train_set, "notes", ()):
+        print(f"note: {note}", file=sys.stderr)
 
     images = train_set.samples.to(device)  # uint8 images or float32 table rows
     labels = train_set.labels.to(device) if train_set.labels is not None else None
