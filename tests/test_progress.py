@@ -4,6 +4,7 @@ report names the backbone the run really used."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -50,6 +51,52 @@ def test_plain_progress_also_writes_after_a_quiet_half_minute(monkeypatch):
     assert duration(75) == "1m15s" and duration(7260) == "2h01m"
 
 
+def test_plain_progress_writes_its_first_line_early(monkeypatch):
+    import selfsup.progress as P
+
+    clock = [0.0]
+    monkeypatch.setattr(P.time, "perf_counter", lambda: clock[0])
+    stream = io.StringIO()
+    bar = Progress(2500, "pretrain", unit="step", stream=stream)
+    for _ in range(20):  # 1 step/s: the first 10% would take 250 s
+        clock[0] += 1.0
+        bar.update(1, loss="4.000")
+    lines = stream.getvalue().splitlines()
+    assert lines == ["pretrain: step 5/2500 (0%), loss 4.000, 41m35s left"]  # after 5 s, then quiet for 30 s
+    for _ in range(30):
+        clock[0] += 1.0
+        bar.update(1)
+    assert len(stream.getvalue().splitlines()) == 2
+
+
+def test_trainer_messages_are_lines_of_their_own_between_plain_progress_lines(fmnist_npz, tmp_path, monkeypatch, capsys):
+    from selfsup import config as C
+    from selfsup import registry
+    from selfsup.train.loop import train
+
+    cls = registry.get("method", "simclr")
+    forward = cls.forward
+
+    def nan_at_step_3(self, batch):
+        out = forward(self, batch)
+        if self.training and round(batch.progress * 20) + 1 == 3:
+            out["loss"] = out["loss"] * float("nan")
+        return out
+
+    monkeypatch.setattr(cls, "forward", nan_at_step_3)
+    config = C.load(overrides=[f"data.name={fmnist_npz}", f"out={tmp_path / 'run'}", "train.steps=20",
+                               "train.batch_size=16", "train.progress=true", "train.on_nonfinite=skip",
+                               "train.precision=fp32", "backbone.width=8", "train.threads=1",
+                               "method.hidden_dim=32", "method.out_dim=16"])
+    train(config)
+    err = capsys.readouterr().err  # captured: not a terminal
+    assert "\r" not in err
+    lines = err.splitlines()
+    assert any(line.startswith("warning: skipped step 3: the loss became nan") for line in lines), err
+    progress = [line for line in lines if line.startswith("pretrain: step")]
+    assert 2 <= len(progress) <= 12 and progress[-1].startswith("pretrain: step 20/20 (100%)"), err
+
+
 def test_a_piped_pretraining_writes_plain_lines(fmnist_npz, tmp_path):
     args = [sys.executable, "-m", "selfsup.cli", "pretrain", "--data", str(fmnist_npz), "--steps", "150",
             "--batch-size", "16", "--out", str(tmp_path / "run"), "--no-eval", "--set", "backbone.width=8",
@@ -72,6 +119,7 @@ def test_long_feature_extraction_reports_progress(monkeypatch, capsys):
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.startswith("evaluate: features of toy (train): ")]
     assert lines and lines[-1].startswith("evaluate: features of toy (train): 640/640 rows (100%)")
+    assert all("rows/s" in line and "\r" not in line for line in lines)
     F.extract_features(net, images.float(), batch_size=64)  # no label: silent
     assert capsys.readouterr().err == ""
 
@@ -95,6 +143,9 @@ def test_report_names_the_backbone_used_and_how_to_get_the_online_knn(fmnist_spl
     assert info.value.code == 0
     report = (tmp_path / "r" / "report.md").read_text()
     assert "Backbone: **convnet6** (backbone.name was auto: chosen for the data)" in report
+    assert "Views: **fmnist** (views.preset was auto: chosen for the method and the data)" in report
+    results = json.loads((tmp_path / "r" / "results.json").read_text())
+    assert results["pretrain"]["backbone"] == "convnet6" and results["pretrain"]["views"] == "fmnist"
     assert "online kNN accuracy: not tracked in this run (set train.monitor_every=N" in report
     err = capsys.readouterr().err
     assert "evaluate: knn (1/3)" in err and "evaluate: writing the report" in err

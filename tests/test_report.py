@@ -102,3 +102,21 @@ def test_helpers_hand_values(tmp_path):
     assert log.series == {"loss": [(1.0, 2.5)]} and log.bad_lines == 1
     with pytest.raises(ValueError, match="unknown projection"):
         project_2d(np.zeros((20, 4)), method="umap")
+
+
+def test_configuration_names_what_auto_became(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("backbone:\n  name: auto\nviews:\n  preset: auto\n")
+    text = write_report(run, results={"pretrain": {"steps": 2, "backbone": "mlp", "views": "scarf"}}).read_text()
+    config = text.split("## Configuration")[1]
+    assert "- Backbone: **mlp** (backbone.name was auto: chosen for the data)" in config
+    assert "- Views: **scarf** (views.preset was auto: chosen for the method and the data)" in config
+    (run / "config.yaml").write_text("backbone:\n  name: resnet18\nviews:\n  preset: byol\n")
+    text = write_report(run, results={"pretrain": {"backbone": "resnet18", "views": "byol"}}).read_text()
+    assert "- Backbone: **resnet18**\n" in text and "- Views: **byol**\n" in text and "was auto" not in text
+    # an older run: no record in results.json, the exported encoder still names its backbone
+    (run / "encoder").mkdir()
+    (run / "encoder" / "encoder.json").write_text(json.dumps({"backbone": {"name": "convnet6"}}))
+    text = write_report(run, results={"knn": {"accuracy": 0.5}}).read_text()
+    assert "- Backbone: **convnet6**" in text and "Views:" not in text

@@ -3,8 +3,9 @@
 A log file or a pipe gets no carriage returns: a bar redrawn with ``\\r`` ten times a second turns
 into kilobytes of one unreadable line (150 steps once wrote 169 redraws, 15 KB). There, a line is
 written when the work passes each further 10% of its total or when 30 s have passed since the last
-line, whichever comes first, and once at the end, so a run of any length writes a handful of lines
-and a long one never goes quiet for more than half a minute:
+line, whichever comes first, and once at the end; the first line comes early, at the first 10% or
+after 5 s (enough for a rate and a time left). So a short run writes a handful of lines, and a long
+one says early that it is running and never goes quiet for more than half a minute:
 
     pretrain: step 1250/2500 (50%), loss 4.101, 801 images/s, 2m36s left
 
@@ -20,6 +21,7 @@ import time
 
 LINE_FRACTION = 0.1  # plain mode: a line at every further 10% of the work ...
 LINE_SECONDS = 30.0  # ... or after this long without one
+FIRST_LINE_SECONDS = 5.0  # ... and the first one after at most this long
 
 
 def is_terminal(stream) -> bool:
@@ -58,6 +60,7 @@ class Progress:
         self.t0 = self.last_time = time.perf_counter()
         self.next_mark = self._mark_after(self.done)
         self.closed = False
+        self.lines = 0  # plain lines written
         self.bar = None
         if self.terminal:
             from tqdm import tqdm
@@ -80,7 +83,8 @@ class Progress:
             self.bar.update(n)
             return
         now = time.perf_counter()
-        if self.done >= self.total or self.done >= self.next_mark or now - self.last_time >= LINE_SECONDS:
+        quiet = LINE_SECONDS if self.lines else FIRST_LINE_SECONDS
+        if self.done >= self.total or self.done >= self.next_mark or now - self.last_time >= quiet:
             self._line(now)
 
     def _line(self, now: float) -> None:
@@ -91,12 +95,15 @@ class Progress:
         parts = [f"{where} ({100 * self.done / max(self.total, 1):.0f}%)"]
         parts += [f"{name} {value}" if not name.endswith("/s") else f"{value} {name}" for name, value in self.fields.items()]
         elapsed, progressed = now - self.t0, self.done - self.start
+        if self.unit != "step" and progressed > 0 and elapsed > 0:  # the trainer shows its own images/s
+            parts.append(f"{progressed / elapsed:,.0f} {self.unit}/s")
         if 0 < progressed and self.done < self.total:
             parts.append(f"{duration(elapsed / progressed * (self.total - self.done))} left")
         elif self.done >= self.total:
             parts.append(f"took {duration(elapsed)}")
         print(f"{self.label}: {', '.join(parts)}", file=self.stream, flush=True)
         self.last_time = now
+        self.lines += 1
         self.next_mark = self._mark_after(self.done)
 
     def write(self, message: str) -> None:

@@ -11,7 +11,12 @@ Which columns are numeric: every column whose non-missing values all parse as fi
 except for at most ``max_bad_fraction`` of them (those rows are broken and skipped); ``categorical``
 forces a column to be categorical (codes such as zip codes), ``numeric`` forces the other way.
 The label column (``label``; by default a column named label, target, class or y, if there is
-one) is always categorical; rows without a label are skipped.
+one) is always categorical; rows without a label are skipped. A freshly inferred table says what
+was inferred in its ``notes`` (the trainer prints them): one summary line, and a line for each
+close call or surprise (mostly numbers read as categories, text in a numeric column, capped
+categories, an empty column, a label that looks continuous) naming the ``--set data.numeric=[...]``
+/ ``data.categorical=[...]`` that declares the column. A read with a ``schema`` infers nothing and
+adds no such notes.
 
 Broken rows never stop a read: a CSV row with the wrong number of fields, a field that is not
 text (NUL bytes), a non-number in a numeric column, a missing label or a label the schema does not
@@ -24,8 +29,10 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import os
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -375,43 +382,86 @@ def _names(names: list[str], limit: int = 8) -> str:
     return shown + (f" +{len(names) - limit} more" if len(names) > limit else "")
 
 
+def _setting(option: str, name: str) -> str:
+    """The exact `--set` that declares column `name` (a YAML list, shell-quoted when it must be)."""
+    import shlex
+
+    import yaml
+
+    plain = re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.\-]*", name) is not None
+    try:
+        plain = plain and yaml.safe_load(f"[{name}]") == [name]
+    except yaml.YAMLError:
+        plain = False
+    value = f"data.{option}=[{name}]" if plain else shlex.quote(f"data.{option}=[{json.dumps(name)}]")
+    return f"--set {value}"
+
+
+def _percent(part: int, whole: int) -> str:
+    share = 100 * part / max(whole, 1)
+    return f"{share:.1f}%" if share >= 0.1 or share == 0 else f"{share:.1g}%"
+
+
+MANY_CLASSES = 100  # a label with more classes than this, mostly numbers, looks like a continuous target
+
+
 def _inference_notes(where: str, n_rows: int, columns: tuple[Column, ...], parsed: dict, forced: dict,
                      label: str | None, classes, max_categories: int) -> list[str]:
     """What was inferred for each column, in one summary line, plus a line for each column whose
-    kind was a close call (mostly numbers read as categories, a numeric column with text in it) or
-    whose categories were capped, each naming the override (data.numeric / data.categorical)."""
+    kind was a close call or a surprise, each naming the column, the evidence and the override:
+    a column read as categorical although most of its values are numbers, a numeric column with
+    text in it (those rows are skipped), a categorical column with more than `max_categories`
+    values, an empty column, a label that looks like a continuous target. A declared column gets
+    no note on its kind."""
     numeric = [c.name for c in columns if c.kind == "numeric"]
     categorical = [f"{c.name} {len(c.categories)}" for c in columns if c.kind == "categorical"]
     summary = (f"read {where}: {n_rows} rows, {len(columns)} feature columns: {len(numeric)} numeric"
                + (f" ({_names(numeric)})" if numeric else "") + f", {len(categorical)} categorical"
-               + (f" (with their number of categories: {_names(categorical)})" if categorical else "")
-               + (f"; label {label!r} ({len(classes)} classes)" if label else "; no label column")
-               + ". Declare a column's kind with --set data.numeric=[NAME] or data.categorical=[NAME].")
+               + (f" with their category counts ({_names(categorical)})" if categorical else "")
+               + (f"; label {label!r} ({len(classes)} classes)" if label else "; no label column (--set data.label=NAME names one)")
+               + ". Declare a column's kind with --set data.numeric=[NAME] or --set data.categorical=[NAME].")
     notes = [summary]
     for column in columns:
+        declared = column.name in forced  # its kind was not guessed: no kind note
         p = parsed[column.name]
         counts = np.bincount(p.inverse, minlength=len(p.text))
-        present = int(counts[~p.missing].sum())
-        text_values = np.isnan(p.number) & ~p.missing
+        seen = (counts > 0) & ~p.missing
+        present = int(counts[seen].sum())
+        text_values = seen & np.isnan(p.number)
         bad = int(counts[text_values].sum())
-        examples = ", ".join(repr(t[:20]) for t, b in zip(p.text, text_values) if b)
-        examples = examples if len(examples) < 80 else examples[:77] + "..."
-        share = f"{bad} of {present} values ({100 * bad / max(present, 1):.1f}%) {'is not a number' if bad == 1 else 'are not numbers'}"
-        forced_kind = column.name in forced
-        if column.kind == "categorical" and not forced_kind and present and bad < present and (present - bad) >= 0.5 * present:
+        if not present:
+            notes.append(f"column {column.name!r} has no values (every row is missing there): it carries nothing; "
+                         "drop it from the table.")
+            continue
+
+        def evidence() -> str:
+            shown = [repr(p.text[k][:20]) for k in np.flatnonzero(text_values)[:3]]  # in order of appearance
+            return (f"{bad} of {present} values ({_percent(bad, present)}) "
+                    f"{'is not a number' if bad == 1 else 'are not numbers'}, e.g. {', '.join(shown)}")
+
+        if declared:
+            pass
+        elif column.kind == "categorical" and 0 < bad <= 0.5 * present:
             notes.append(f"column {column.name!r} is read as categorical ({len(column.categories)} categories) although "
-                         f"most of its values are numbers: {share} (e.g. {examples}). If it is numeric, set "
-                         f"--set data.numeric=[{column.name}] (rows with text there are then skipped).")
-        elif column.kind == "numeric" and bad and not forced_kind:
-            notes.append(f"column {column.name!r} is read as numeric, but {share} (e.g. {examples}): "
-                         f"{'that row is' if bad == 1 else 'those rows are'} skipped. If it is categorical, set "
-                         f"--set data.categorical=[{column.name}].")
+                         f"most of its values are numbers: {evidence()}. If it is numeric, pass "
+                         f"{_setting('numeric', column.name)} (rows with text there are then skipped).")
+        elif column.kind == "numeric" and bad:
+            notes.append(f"column {column.name!r} is read as numeric, but {evidence()}: "
+                         f"{'that row is' if bad == 1 else 'those rows are'} skipped (listed with the broken rows). "
+                         f"If it is categorical, pass {_setting('categorical', column.name)}.")
         if column.kind == "categorical":
-            distinct = int(((counts > 0) & ~p.missing).sum())
+            distinct = int(seen.sum())
             if distinct > max_categories:
                 notes.append(f"column {column.name!r} has {distinct} distinct values; the {max_categories} most "
-                             f"frequent are categories, the other {distinct - max_categories} share the code of a "
-                             "missing value.")
+                             f"frequent are categories, the other {distinct - max_categories} get code 0, as a "
+                             "missing value does" + (" (an identifier? drop it from the table)" if distinct >= 0.9 * present
+                                                     else "") + ".")
+    if label and classes is not None and len(classes) > MANY_CLASSES:
+        numbers = sum(not math.isnan(_to_float(c)) for c in classes)
+        if numbers >= 0.5 * len(classes):
+            notes.append(f"label {label!r} has {len(classes)} distinct values, mostly numbers, and each is a class: "
+                         "the kNN and linear probes need classes, not a continuous target. Bin it into classes "
+                         "before reading, or name another label column with --set data.label=NAME.")
     return notes
 
 

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from .embedding import project_2d, subsample
 from .metrics import MetricLog, read_metrics
@@ -113,15 +114,28 @@ def _config_section(run_dir: Path, results: dict) -> list[str]:
         return []
     text = path.read_text().rstrip()
     lines = ["## Configuration", ""]
-    used = _backbone_used(run_dir, results)
-    if used:
-        import yaml
+    try:
+        config = yaml.safe_load(text)
+    except yaml.YAMLError:
+        config = None
+    config = config if isinstance(config, dict) else {}
 
-        try:
-            asked = (yaml.safe_load(text) or {}).get("backbone", {}).get("name")
-        except (yaml.YAMLError, AttributeError):
-            asked = None
-        lines += [f"Backbone: **{used}**" + (f" (backbone.name was {asked}: chosen for the data)" if asked == "auto" else ""), ""]
+    def asked(section: str, key: str):
+        values = config.get(section)
+        return values.get(key) if isinstance(values, dict) else None
+
+    # what `auto` became in this run: the trainer records it in results["pretrain"]
+    pretrain = results.get("pretrain") if isinstance(results.get("pretrain"), dict) else {}
+    used = []
+    backbone = _backbone_used(run_dir, results)
+    if backbone:
+        used.append(f"- Backbone: **{backbone}**" + (" (backbone.name was auto: chosen for the data)"
+                                                     if asked("backbone", "name") == "auto" else ""))
+    if pretrain.get("views"):
+        used.append(f"- Views: **{pretrain['views']}**" + (" (views.preset was auto: chosen for the method and the data)"
+                                                          if asked("views", "preset") == "auto" else ""))
+    if used:
+        lines += used + [""]
     return lines + [f"From `{path.name}`:", "", "```yaml", text, "```", ""]
 
 

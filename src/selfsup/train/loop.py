@@ -54,19 +54,28 @@ class EpochOrder:
         return self._perm[pos * self.batch_size:(pos + 1) * self.batch_size]
 
 
+def views_preset(config: RunConfig, method_cls: type[Method], modality: str, channels: int = 3, size: int = 224) -> str:
+    """The views preset a run uses: the config's, or for `auto` the one the method's view layout and
+    the data call for (multicrop, mae, fmnist for small grey images, simclr; scarf for tables)."""
+    preset = config.views.preset
+    if preset != "auto":
+        return preset
+    if modality == "table":
+        return "scarf"
+    layout = dict(method_cls.views)
+    if layout.get("n_local", 0) > 0:
+        return "multicrop"
+    if layout.get("n_global", 2) == 1:
+        return "mae"
+    return "fmnist" if channels == 1 and size <= 32 else "simclr"
+
+
 def build_views(config: RunConfig, method_cls: type[Method], channels: int, size: int, mean, std):
     """The image view generator of a run: the preset (or the method's) with the config's options."""
     from .. import views as V
 
     layout = dict(method_cls.views)
-    preset = config.views.preset
-    if preset == "auto":
-        if layout.get("n_local", 0) > 0:
-            preset = "multicrop"
-        elif layout.get("n_global", 2) == 1:
-            preset = "mae"
-        else:
-            preset = "fmnist" if channels == 1 and size <= 32 else "simclr"
+    preset = views_preset(config, method_cls, "image", channels, size)
     presets = {"fmnist": lambda: V.fmnist_views(), "simclr": lambda: V.simclr_views(size),
                "byol": lambda: V.byol_views(size), "mae": lambda: V.mae_views(size),
                "multicrop": lambda: V.multicrop_views(size, layout.get("n_local", 6))}
@@ -82,7 +91,7 @@ def build_table_views(config: RunConfig, method_cls: type[Method], dataset, mean
     from .. import views as V
 
     layout = dict(method_cls.views)
-    preset = "scarf" if config.views.preset == "auto" else config.views.preset
+    preset = views_preset(config, method_cls, "table")
     view_config = _preset(config, {"scarf": V.scarf_views}, preset)
     options = {"n_global": layout.get("n_global", 2), "n_local": layout.get("n_local", 0), **config.views.options}
     numeric = [c.kind == "numeric" for c in dataset.schema.columns]
@@ -284,8 +293,10 @@ def _train(config: RunConfig, resume: bool, stop_after: int | None, stop: StopSi
     method = method.to(memory_format=memory_format)
     if modality == "image":
         views = build_views(config, method_cls, train_set.channels, train_set.image_size[0], mean, std)
+        views_name = views_preset(config, method_cls, modality, train_set.channels, train_set.image_size[0])
     else:
         views = build_table_views(config, method_cls, train_set, mean, std, device)
+        views_name = views_preset(config, method_cls, modality)
     optimizer = build_optimizer(method, config.optim.name, config.optim.lr, config.optim.weight_decay,
                                 config.optim.momentum, config.optim.betas, config.optim.lars_eta)
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
@@ -484,5 +495,5 @@ def _train(config: RunConfig, resume: bool, stop_after: int | None, stop: StopSi
         raise disk_error(exc, run_dir / "encoder", "the encoder", latest_checkpoint(ckpt_dir)) from exc
     results = {"pretrain": {"steps": total, "images_per_s": images_per_s, "device": str(device),
                             "precision": str(dtype).replace("torch.", "") if dtype else "fp32",
-                            "backbone": backbone_name}}
+                            "backbone": backbone_name, "views": views_name}}
     return RunResult(run_dir, total, images_per_s, encoder, results, train_set, device, dtype)
