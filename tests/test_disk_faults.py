@@ -19,7 +19,7 @@ import torch
 from selfsup import config as C
 from selfsup.cli import main
 from selfsup.errors import DiskError
-from selfsup.train.checkpoint import load_checkpoint
+from selfsup.checkpoint import load_checkpoint
 from selfsup.train.loop import train
 
 

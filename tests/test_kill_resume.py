@@ -28,7 +28,7 @@ from safetensors.torch import load_file
 
 from selfsup.cli import main
 from tests.conftest import assert_same
-from selfsup.train.checkpoint import list_checkpoints, load_checkpoint
+from selfsup.checkpoint import list_checkpoints, load_checkpoint
 
 STEPS = 14
 # small heads and queue: the state that must survive a kill is the same kind as in a real run

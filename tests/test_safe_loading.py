@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 
 from selfsup import load_encoder
 from selfsup.cli import main
-from selfsup.train.checkpoint import list_checkpoints
+from selfsup.checkpoint import list_checkpoints
 
 
 def run_cli(args, capsys) -> tuple[int, str]:

@@ -16,7 +16,7 @@ import pytest
 
 from selfsup import config as C
 from selfsup.errors import RunInterrupted
-from selfsup.train.checkpoint import list_checkpoints, load_checkpoint
+from selfsup.checkpoint import list_checkpoints, load_checkpoint
 from selfsup.train.loop import train
 from tests.test_kill_resume import (
     TMP_LEFTOVER,

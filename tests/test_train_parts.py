@@ -5,9 +5,10 @@ import pytest
 import torch
 
 from selfsup.errors import CheckpointError
-from selfsup.train.checkpoint import atomic_write, latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
+from selfsup.files import atomic_write
+from selfsup.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
 from selfsup.train.optim import LARS, build_optimizer
-from selfsup.train.schedules import cosine, learning_rate
+from selfsup.schedules import cosine, learning_rate
 
 
 def test_cosine_and_warmup_values():

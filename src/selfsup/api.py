@@ -17,6 +17,7 @@ import torch
 from . import config as C
 from .encoder import Encoder, load_encoder
 from .errors import ConfigError, DataError
+from .files import writable
 
 
 def _as_config(config, flags: dict, overrides: Iterable[str]) -> C.RunConfig:
@@ -71,30 +72,9 @@ def check_compatible(data, reference, what: str) -> None:
                         f"{reference.channels}x{reference.image_size}.", "set data.image_size so both splits are resized alike.")
 
 
-def writable(path: str | os.PathLike, what: str, directory: bool = False) -> Path:
-    """Fail before any work, with a one-line DiskError, when `path` (a file, or with `directory` a
-    folder to write files in) cannot be written: its folder is created and a probe file written
-    and removed there. Returns the path."""
-    from .errors import disk_error
-
-    path = Path(path)
-    folder = path if directory else path.parent
-    probe = folder / f".selfsup-write-probe-{os.getpid()}"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with open(probe, "wb"):
-            pass
-        probe.unlink()
-        if not directory and path.is_dir():
-            raise IsADirectoryError(21, "Is a directory", str(path))
-    except OSError as exc:
-        raise disk_error(exc, path, what) from None
-    return path
-
-
 def _write_results(run_dir: Path, results: dict) -> None:
     from .errors import disk_error
-    from .train.checkpoint import atomic_write
+    from .files import atomic_write
 
     path = run_dir / "results.json"
     try:
@@ -531,7 +511,7 @@ def _write_embeddings(out: Path, feats, dataset) -> None:
     """`feats` (N, D) and the ids (labels, class names) of `dataset` to `out`; see :func:`embed`."""
     import numpy as np
 
-    from .train.checkpoint import atomic_write
+    from .files import atomic_write
 
     names = None
     if dataset.labels is not None and dataset.classes is not None and len(dataset.labels) \

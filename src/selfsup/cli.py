@@ -200,7 +200,7 @@ def run(argv: list[str] | None = None) -> int:
     elif args.command == "report":
         from pathlib import Path
 
-        from .api import writable
+        from .files import writable
         from .errors import DataError, disk_error
         from .report import write_report
 

@@ -62,7 +62,7 @@ def save_encoder(encoder: Encoder, directory: str | os.PathLike) -> Path:
     """Write encoder.safetensors + encoder.json into `directory`, each atomically."""
     from safetensors.torch import save_file
 
-    from .train.checkpoint import atomic_write
+    from .files import atomic_write
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -78,7 +78,7 @@ def load_encoder(path: str | os.PathLike, device: str | torch.device = "cpu") ->
     from safetensors.torch import load_file
 
     from .backbones.base import build_backbone
-    from .train.checkpoint import describe_mismatch
+    from .checkpoint import describe_mismatch
 
     path = Path(path)
     candidates = [path, path / "encoder", path.parent] if path.suffix != ".safetensors" else [path.parent]

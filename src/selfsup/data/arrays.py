@@ -18,7 +18,7 @@ import torch
 
 from ..errors import DataError
 from .dataset import ImageDataset
-from .folder import display_path
+from ..files import display_path
 
 LAYOUTS = "(N, H, W), (N, H, W, C) or (N, C, H, W) with C = 1 or 3"
 _CHANNELS = (1, 3)

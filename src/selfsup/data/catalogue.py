@@ -27,7 +27,8 @@ from ..errors import DataError, closest
 from .arrays import load_arrays
 from .cifar import CIFAR10_FILES, CIFAR100_FILES, load_cifar10, load_cifar100
 from .dataset import ImageDataset
-from .folder import display_path, load_image_folder, parse_image_size
+from ..files import display_path
+from .folder import load_image_folder, parse_image_size
 from .idx import load_idx
 from .stl10 import STL10_FILES, load_stl10
 from .table import TableDataset, TableSchema, is_table_file, load_table

@@ -19,7 +19,7 @@ import torch
 
 from ..errors import DataError
 from .dataset import ImageDataset
-from .folder import display_path
+from ..files import display_path
 
 
 def _numpy_reconstructors() -> dict[tuple[str, str], object]:

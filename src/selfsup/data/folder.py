@@ -30,6 +30,7 @@ import torch
 from PIL import Image
 
 from ..errors import ConfigError, DataError
+from ..files import display_path
 from .dataset import ImageDataset
 
 # Images declaring more pixels than this are skipped before any pixel is decoded (a tiny PNG can
@@ -37,11 +38,6 @@ from .dataset import ImageDataset
 MAX_PIXELS = 8192 * 8192
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
 _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F", "La"}
-
-
-def display_path(path: str) -> str:
-    """`path` as printable text: bytes that are not UTF-8 become backslash escapes."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def parse_image_size(image_size) -> tuple[int, int] | None:

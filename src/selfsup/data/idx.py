@@ -14,7 +14,7 @@ import torch
 
 from ..errors import DataError
 from .dataset import ImageDataset
-from .folder import display_path
+from ..files import display_path
 
 # IDX type byte -> big-endian numpy dtype.
 _DTYPES = {

@@ -14,7 +14,7 @@ import torch
 
 from ..errors import DataError
 from .dataset import ImageDataset
-from .folder import display_path
+from ..files import display_path
 
 _SIDE = 96
 _IMAGE_BYTES = 3 * _SIDE * _SIDE

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError, closest
-from .folder import display_path
+from ..files import display_path
 
 TABLE_EXTENSIONS = (".csv", ".tsv", ".tab", ".parquet", ".pq")
 MISSING = frozenset({"", "?", "na", "n/a", "nan", "null", "none", "-"})  # compared after strip + lower

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data.folder import display_path
+from ..files import display_path
 from ..errors import ConfigError
 
 # Rows per forward pass. Every forward sees exactly this many rows (the last chunk is padded), so
@@ -156,7 +156,7 @@ def extract_to_file(encoder: nn.Module, images: torch.Tensor, work: str | os.Pat
     another key (other weights, data, device or torch version), or a damaged one, starts over.
     `key` must cover everything the features depend on. Returns the (N, D) rows, memory-mapped.
     """
-    from ..train.checkpoint import atomic_write
+    from ..files import atomic_write
 
     device = torch.device(device)
     rows = _block_rows(batch_size)
@@ -244,7 +244,7 @@ class FeatureCache:
             return None  # a damaged cache file is only a cache miss; it is rewritten below
 
     def put(self, key: str, features: torch.Tensor) -> Path:
-        from ..train.checkpoint import atomic_write  # readers never see a half-written file
+        from ..files import atomic_write  # readers never see a half-written file
 
         array = features.detach().cpu().float().numpy()
 

@@ -40,7 +40,7 @@ def encoders_of(run: str | os.PathLike, checkpoints: str = "final", device: str 
     must have finished once; the loads are ``weights_only`` (train/checkpoint.py).
     """
     from ..encoder import load_encoder
-    from ..train.checkpoint import list_checkpoints, load_checkpoint, load_state
+    from ..checkpoint import list_checkpoints, load_checkpoint, load_state
 
     path = Path(run)
     final = load_encoder(path, device=device)
@@ -257,7 +257,7 @@ def run_study(encoders: Iterable[tuple], train, test, protocols: tuple[str, ...]
 
 def write_results(rows: list[dict], directory: str | os.PathLike) -> dict[str, Path]:
     """``results.csv`` and ``results.parquet`` in `directory` (atomic writes)."""
-    from ..train.checkpoint import atomic_write
+    from ..files import atomic_write
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

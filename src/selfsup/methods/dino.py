@@ -9,7 +9,7 @@ from ..errors import ConfigError
 from ..heads import mlp
 from ..losses.distillation import dino_center, dino_loss
 from ..registry import register
-from ..train.schedules import cosine
+from ..schedules import cosine
 from .base import Batch, Method
 from .ema import ema_update, frozen_copy
 

@@ -9,7 +9,7 @@ from ..errors import ConfigError
 from ..heads import mlp
 from ..losses.dynamics import brownian_directions, brownian_loss, multiview_centroid_loss, singular_value_loss
 from ..registry import register
-from ..train.schedules import cosine
+from ..schedules import cosine
 from .base import Batch, Method
 from .ema import ema_update, frozen_copy
 

@@ -10,7 +10,7 @@ from ..heads import mlp
 from ..losses.contrastive import multi_crop_info_nce
 from ..losses.distillation import dino_center, mugs_group_loss
 from ..registry import register
-from ..train.schedules import cosine
+from ..schedules import cosine
 from .base import Batch, Method
 from .dino import DINOHead
 from .ema import ema_update, frozen_copy

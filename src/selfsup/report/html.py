@@ -224,7 +224,7 @@ def write_html(rows: list[dict], path: str | os.PathLike, title: str = "selfsup 
                embeddings: dict | None = None, notes: list[str] = (), skipped=()) -> Path:
     """Write the report page for tidy `rows` (evaluation/study.py) to `path`, atomically. `skipped`:
     (run, checkpoint, protocol, seed, reason) of the protocol runs that did not fit or stopped."""
-    from ..train.checkpoint import atomic_write
+    from ..files import atomic_write
 
     summary = summarize(rows)
     parts = [f"<h1>{html.escape(title)}</h1>",

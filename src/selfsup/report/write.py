@@ -151,7 +151,7 @@ def write_report(run_dir: str | os.PathLike, metrics_path: str | os.PathLike | N
     mapped to 2-D on at most `max_points` samples with `embedding_method` "tsne" (PCA to 50 first,
     ~5 s for 2,000 points) or "pca". class_names: legend names indexed by label.
     """
-    from ..train.checkpoint import atomic_write
+    from ..files import atomic_write
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -26,11 +26,12 @@ from ..config import RunConfig, from_dict, to_dict
 from ..encoder import Encoder, save_encoder
 from ..errors import ConfigError, DataError, NonFiniteLossError, disk_error
 from ..methods.base import Batch, Method, TrainData
-from .checkpoint import atomic_write, latest_checkpoint, load_checkpoint, load_state, remove_temporaries, save_checkpoint
+from ..checkpoint import latest_checkpoint, load_checkpoint, load_state, remove_temporaries, save_checkpoint
+from ..files import atomic_write
 from .hardware import autocast, flush_denormal, resolve_device, resolve_precision
 from .monitor import CollapseAlarm
 from .optim import build_optimizer
-from .schedules import learning_rate
+from ..schedules import learning_rate
 from .signals import StopSignals
 
 

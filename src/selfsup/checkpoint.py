@@ -14,11 +14,11 @@ import re
 import signal
 import time
 from pathlib import Path
-from typing import Callable
 
 import torch
 
-from ..errors import CheckpointError, disk_error
+from .errors import CheckpointError, disk_error
+from .files import atomic_write
 
 _NAME = re.compile(r"^step-(\d{8})\.pt$")
 
@@ -38,7 +38,7 @@ def _fault(point: str, path: Path) -> None:
     if _FAULT is None:
         _FAULT = os.environ.get("SELFSUP_FAULT", "").split(":")
     if _FAULT[0] != "save" or _FAULT[1:2] != [point] or not re.match(r"\.?step-\d{8}\.pt", path.name):
-        return  # not asked for, or not a checkpoint (atomic_write also writes configs and encoders)
+        return  # not asked for, or not a checkpoint
     _fault_hits[point] = _fault_hits.get(point, 0) + 1
     if _fault_hits[point] != (int(_FAULT[2]) if len(_FAULT) > 2 else 1):
         return
@@ -49,36 +49,6 @@ def _fault(point: str, path: Path) -> None:
         time.sleep(60)
         return
     os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp_path)``, fsync it, then rename it to `path`; on any error remove the temporary file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        _fault("before-rename", path)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-    return path
 
 
 def checkpoint_path(directory: Path, step: int) -> Path:
@@ -116,7 +86,7 @@ def save_checkpoint(directory: str | os.PathLike, step: int, state: dict, keep: 
     try:
         directory.mkdir(parents=True, exist_ok=True)
         remove_temporaries(directory)
-        path = atomic_write(checkpoint_path(directory, step), write)
+        path = atomic_write(checkpoint_path(directory, step), write, before_rename=lambda p: _fault("before-rename", p))
     except OSError as exc:  # nothing was pruned: the previous checkpoint is still the newest
         raise disk_error(exc, checkpoint_path(directory, step), "checkpoint", latest_checkpoint(directory)) from exc
     _fault("after-rename", path)
