@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from selfsup.evaluation.linear import PROBE_MAX_ITER, PROBE_TOLERANCE, fit_logistic, linear_probe, loss_and_grad, objective
+from selfsup.evaluation.linear import (PROBE_MAX_ITER, PROBE_TOLERANCE, fit_logistic, linear_probe, loss_and_grad,
+                                      objective)
 
 
 def ill_conditioned(n=1000, d=30, k=4, decades=2.0, seed=0):
@@ -53,7 +54,8 @@ def test_probe_at_its_cap_says_so_in_one_line(digits, capsys):
     result = linear_probe(train_x, train_y, test_x, test_y, lambdas=(1e-4,), max_iter=5)
     assert result["converged"] == 0.0 and result["iterations"] == 5.0
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("warning: the linear probe stopped at its iteration cap (max_iter=5)")
+    assert err.count("\n") == 1
+    assert err.startswith("warning: the linear probe stopped at its iteration cap (max_iter=5) before converging")
     assert "--option linear.max_iter=" in err
 
     _, _, info = fit_logistic(train_x, train_y, 10, 1e-4, max_iter=5)
