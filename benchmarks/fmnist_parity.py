@@ -44,7 +44,7 @@ def run(swap: set[str], seed: int, steps: int, train, test) -> float:
     from lightly.models.modules import SimCLRProjectionHead
 
     torch.manual_seed(seed)
-    backbone = build_backbone("convnet6", 1, 28) if "model" in swap else peer_convnet6()
+    backbone = build_backbone("convnet6", in_channels=1, image_size=28) if "model" in swap else peer_convnet6()
     head = mlp([128, 512, 128]) if "head" in swap else SimCLRProjectionHead(128, 512, 128)
     criterion = (lambda a, b: nt_xent(a, b, temperature=0.2)) if "loss" in swap else NTXentLoss(temperature=0.2)
     params = nn.ModuleList([backbone, head])

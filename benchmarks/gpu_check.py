@@ -68,7 +68,8 @@ def speed(batch_size: int, steps: int = 30) -> dict:
     from selfsup import registry
     from selfsup.backbones.base import build_backbone
     from selfsup.methods.base import Batch
-    from selfsup.train.loop import build_views
+    from selfsup.data.dataset import ImageDataset
+    from selfsup.train.assemble import run_views
     from selfsup.train.optim import build_optimizer
 
     device = torch.device("cuda")
@@ -78,7 +79,8 @@ def speed(batch_size: int, steps: int = 30) -> dict:
     cls = registry.get("method", "simclr")
     method = cls(build_backbone("resnet18", in_channels=3, image_size=32, stem="cifar")).to(device)
     method = method.to(memory_format=torch.channels_last)
-    views = build_views(cfg, cls, 3, 32, mean, std)
+    shape = ImageDataset(images[:1].cpu(), None, ["0"], "random", "memory")  # what the views need to know of the data
+    views, layout = run_views(cfg, cls, shape, mean, std)
     optimizer = build_optimizer(method, "adamw", 1e-3, 1e-4, 0.9, (0.9, 0.999), 0.02)
     floor_net = build_backbone("resnet18", in_channels=3, image_size=32, stem="cifar").to(device)
     floor_net = floor_net.to(memory_format=torch.channels_last)
@@ -90,7 +92,7 @@ def speed(batch_size: int, steps: int = 30) -> dict:
         vs, params = views(images[index], g)
         vs = [v.contiguous(memory_format=torch.channels_last) for v in vs]
         with torch.autocast("cuda", dtype=torch.bfloat16):
-            loss = method(Batch(vs, params, images[index], None, index, 0.5))["loss"]
+            loss = method(Batch(vs, params, images[index], None, index, 0.5, layout["n_global"], layout["n_local"]))["loss"]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -174,7 +174,7 @@ def speed(args) -> None:
     from selfsup.data import load_dataset
     from selfsup.methods.base import Batch, TrainData
     from selfsup.train.hardware import autocast, flush_denormal, resolve_precision
-    from selfsup.train.loop import build_views
+    from selfsup.train.assemble import run_views
     from selfsup.train.optim import build_optimizer
 
     device = torch.device("cpu")
@@ -191,16 +191,16 @@ def speed(args) -> None:
         method = method.to(memory_format=torch.channels_last)
         # Pseudo-labels etc. from a 5k subset: timing the step, not the one-off preparation.
         method.prepare(TrainData(images[:5000], labels[:5000], list(mean), list(std)))
-        views = build_views(cfg, cls, 1, 28, mean, std)
+        views, layout = run_views(cfg, cls, data, mean, std)
         optimizer = build_optimizer(method, "adamw", 2e-3, 1e-4, 0.9, (0.9, 0.999), 0.02)
-        setups[name] = (method, views, optimizer)
+        setups[name] = (method, views, optimizer, layout)
     dtype = resolve_precision("auto", device)
     g = torch.Generator()
     rounds: list[dict[str, float]] = []
     with flush_denormal():
         for r in range(args.rounds):
             rates = {}
-            for name, (method, views, optimizer) in setups.items():
+            for name, (method, views, optimizer, layout) in setups.items():
                 method.train()
                 times = []
                 for step in range(2 + args.steps):
@@ -209,7 +209,8 @@ def speed(args) -> None:
                     torch.manual_seed(step)
                     vs, params = views(images[index], g)
                     vs = [v.contiguous(memory_format=torch.channels_last) for v in vs]
-                    batch = Batch(vs, params, images[index], labels[index], index, 0.5)
+                    batch = Batch(vs, params, images[index], labels[index], index, 0.5, layout["n_global"],
+                                  layout["n_local"])
                     with autocast(device, dtype):
                         auxiliaries.before(method, batch)
                         out = auxiliaries.add_losses(method, batch, method(batch))

@@ -264,7 +264,7 @@ def test_non_utf8_output_path_prints_escaped_on_a_strict_stdout(tmp_path, monkey
     from selfsup.encoder import Encoder, save_encoder
 
     torch.manual_seed(0)
-    save_encoder(Encoder(build_backbone("convnet6", in_channels=1, image_size=6, width=8), [0.5], [0.5]), tmp_path / "enc")
+    save_encoder(Encoder(build_backbone("convnet6", in_channels=1, image_size=6, width=8), [0.5], [0.5], "image"), tmp_path / "enc")
     np.savez(tmp_path / "d.npz", x=np.zeros((3, 6, 6), np.uint8))
     stdout = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="strict")  # a UTF-8 terminal
     monkeypatch.setattr(sys, "stdout", stdout)

@@ -45,7 +45,7 @@ def multicrop_batch(n=8, n_local=6, seed=0, progress=0.5) -> Batch:
     g = torch.Generator().manual_seed(seed)
     images = torch.randint(0, 256, (n, 1, 28, 28), dtype=torch.uint8, generator=g)
     views, params = ImageViews(multicrop_views(28, n_local), MEAN, STD)(images, g)
-    return Batch(views, params, images, None, torch.arange(n), progress)
+    return Batch(views, params, images, None, torch.arange(n), progress, n_global=2, n_local=n_local)
 
 
 # ---------------------------------------------------------------- losses

@@ -161,7 +161,7 @@ def tiny_encoder(seed: int = 0, channels: int = 1) -> Encoder:
     net = nn.Sequential(nn.Conv2d(channels, 8, 3, stride=2), nn.ReLU(), nn.Conv2d(8, 16, 3, stride=2), nn.ReLU(),
                         nn.AdaptiveAvgPool2d(1), nn.Flatten())
     net.dim = 16
-    return Encoder(net, [0.5] * channels, [0.25] * channels)
+    return Encoder(net, [0.5] * channels, [0.25] * channels, "image")
 
 
 def identical_views(mean=0.5, std=0.25):
@@ -251,9 +251,9 @@ def test_evaluate_runs_protocols_on_shared_cached_features(tmp_path):
 
 
 def test_evaluate_skips_supervised_protocols_without_labels(monkeypatch):
-    import selfsup.evaluation as ev
+    import selfsup.evaluation.protocols.alignment_uniformity as au
 
-    monkeypatch.setattr(ev, "default_views", lambda encoder, data: identical_views())
+    monkeypatch.setattr(au, "default_views", lambda encoder, data: identical_views())
     encoder, train = tiny_encoder(), image_set(40, labels=False)
     results = evaluate(encoder, train, image_set(20))
     assert set(results) == {"knn", "linear", "rankme", "alignment_uniformity"}

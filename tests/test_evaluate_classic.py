@@ -35,7 +35,7 @@ def tiny_convnet(seed: int = 0) -> Encoder:
                         nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
                         nn.AdaptiveAvgPool2d(1), nn.Flatten())
     net.dim = 32
-    return Encoder(net, [0.286], [0.353])
+    return Encoder(net, [0.286], [0.353], "image")
 
 
 def test_classic_protocol_beats_chance_and_keeps_backbone_frozen():

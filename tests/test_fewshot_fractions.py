@@ -167,7 +167,9 @@ def test_bad_input_says_what_and_how():
 # ---------------------------------------------------------------- the protocols share one linear fit
 
 def test_linear_and_fractions_protocols_share_one_fit_with_the_direct_results(digits, monkeypatch):
-    from selfsup.evaluation import EvalContext, fractions_protocol, linear, linear_protocol
+    from selfsup.evaluation import EvalContext, linear
+    from selfsup.evaluation.protocols.fractions import fractions_protocol
+    from selfsup.evaluation.protocols.linear import linear_protocol
 
     train_x, train_y, test_x, test_y = digits
     ctx = EvalContext(encoder=None, train=None)

@@ -236,7 +236,7 @@ def test_method_loss_is_groco_loss_of_its_embeddings():
     method = small_groco(n_negatives=5)
     g = torch.Generator().manual_seed(5)
     views = [torch.randn(12, 1, 28, 28, generator=g) for _ in range(2)]
-    out = method(Batch(views))
+    out = method(Batch(views, n_global=2, n_local=len(views) - 2))
     assert out["features"].shape == (24, method.backbone.dim) and out["embeddings"].shape == (24, 16)
     assert method.embedding_dim == 16 and 0.0 <= out["ordered"].item() <= 1.0
     with torch.no_grad():  # train-mode BatchNorm: the same inputs give the same outputs again
@@ -249,7 +249,7 @@ def test_method_with_local_crops():
     method = small_groco(n_negatives=4)
     g = torch.Generator().manual_seed(6)
     views = [torch.randn(10, 1, 28, 28, generator=g) for _ in range(2)] + [torch.randn(10, 1, 14, 14, generator=g) for _ in range(2)]
-    out = method(Batch(views))
+    out = method(Batch(views, n_global=2, n_local=len(views) - 2))
     assert out["embeddings"].shape == (20, 16)  # global views only
     with torch.no_grad():
         h = torch.cat([method.backbone(torch.cat(views[:2])), method.backbone(torch.cat(views[2:]))])

@@ -116,7 +116,7 @@ def test_prepare_is_deterministic_and_agrees_with_the_classes(first_stage, min_n
 
 
 def test_prepare_needs_enough_images(data):
-    small = TrainData(data.images[:5], None, MEAN, STD)
+    small = TrainData(data.samples[:5], None, MEAN, STD)
     with pytest.raises(ConfigError, match="n_clusters"):
         gsimclr(first_stage="pixels").prepare(small)
 
@@ -135,7 +135,7 @@ def test_bad_options():
 def test_forward_masks_same_pseudo_label_pairs_through_batch_index(data):
     method = gsimclr()
     method.pseudo_labels = torch.arange(500) % 7  # known labels: image i has label i % 7
-    batch = make_batch(GSimCLR, data.images, n=16)
+    batch = make_batch(GSimCLR, data.samples, n=16)
     batch.index = torch.arange(100, 116)  # the images of the batch stand at 100..115 of the dataset
     out = method(batch)
     groups = torch.arange(100, 116) % 7  # labels 2, 3, 4, 5, 6, 0, 1, 2, ...: counts 2, 2, 3, 3, 2, 2, 2
@@ -155,7 +155,7 @@ def test_forward_masks_same_pseudo_label_pairs_through_batch_index(data):
 
 def test_unprepared_method_is_simclr_and_says_so(data):
     method = gsimclr()
-    batch = make_batch(GSimCLR, data.images, n=16)
+    batch = make_batch(GSimCLR, data.samples, n=16)
     with pytest.warns(UserWarning, match="plain SimCLR"):
         out = method(batch)
     assert out["masked_frac"].item() == 0.0
@@ -170,7 +170,7 @@ def test_state_dict_round_trip_keeps_pseudo_labels(data):
     restored = gsimclr(seed=1, first_stage="pixels")  # other weights, no pseudo-labels yet
     restored.load_state_dict(method.state_dict())
     assert torch.equal(restored.pseudo_labels, method.pseudo_labels)
-    batch = make_batch(GSimCLR, data.images, n=32)
+    batch = make_batch(GSimCLR, data.samples, n=32)
     batch.index = torch.arange(200, 232)
     assert method(batch)["loss"].item() == restored(batch)["loss"].item()  # the next loss, exactly
 

@@ -80,7 +80,7 @@ def make_batch(cls: type[Method], images: torch.Tensor, n: int, seed: int = 0) -
     config = dataclasses.replace(fmnist_views(), n_global=layout["n_global"], n_local=layout.get("n_local", 0))
     views, params = ImageViews(config, MEAN, STD)(images[:n], torch.Generator().manual_seed(seed))
     labels = torch.arange(n) % 10 if cls.needs_labels else None  # stand-in classes for supervised methods
-    return Batch(views, params, images[:n], labels, torch.arange(n), 0.0)
+    return Batch(views, params, images[:n], labels, torch.arange(n), 0.0, layout["n_global"], layout.get("n_local", 0))
 
 
 def build(name: str, seed: int = 0) -> Method:

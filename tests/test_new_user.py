@@ -69,7 +69,8 @@ def test_adult_study_with_all_protocols_finishes_and_reports_the_skipped(adult_r
     page = (out / "report.html").read_text()
     assert "Skipped protocols" in page
     for protocol, reason in (("loki", "at least 3 classes; the train split has 2"),
-                             ("multilayer", "works on image data only"), ("robustness", "works on image data only")):
+                             ("multilayer", "needs a backbone with stages (forward_maps"),
+                             ("robustness", "needs images whose pixels can be rotated")):
         assert f"<td>{protocol}</td>" in page and reason in page
     import csv
 
@@ -155,7 +156,8 @@ def test_protocols_command_lists_each_protocol_with_its_needs(capsys):
         assert f"\n{name}" in f"\n{out}"
     block = out.split("\nloki")[1].split("\n\n")[0]
     assert "needs: labelled train and test splits; at least 3 classes" in block
-    assert "needs: labelled train and test splits; image data; a backbone with stages" in out
+    assert "needs: labelled train and test splits; a backbone with stages (forward_maps" in out
+    assert "needs: labelled train and test splits; images whose pixels can be rotated" in out
     assert "needs: no labels" in out
 
 

@@ -12,7 +12,8 @@ from selfsup import registry
 from selfsup.backbones import build_backbone
 from selfsup.errors import ConfigError
 from selfsup.methods.base import Batch, TrainData
-from selfsup.methods.obow import BoWPredictor, Vocabulary, bow_loss, perplexities, trim_border
+from selfsup.losses.bow import bow_loss, perplexities, trim_border
+from selfsup.methods.obow import BoWPredictor, Vocabulary
 from selfsup.views import ImageViews, multicrop_views
 from tests.conftest import assert_resume_bit_identical
 
@@ -29,7 +30,7 @@ def multicrop_batch(n=8, n_local=2, seed=0, progress=0.5) -> Batch:
     g = torch.Generator().manual_seed(seed)
     images = torch.randint(0, 256, (n, 1, 28, 28), dtype=torch.uint8, generator=g)
     views, params = ImageViews(multicrop_views(28, n_local), MEAN, STD)(images, g)
-    return Batch(views, params, images, None, torch.arange(n), progress)
+    return Batch(views, params, images, None, torch.arange(n), progress, n_global=2, n_local=n_local)
 
 
 # ---------------------------------------------------------------- targets
@@ -180,7 +181,7 @@ def test_teacher_input_is_the_flipped_normalized_image():
     batch = multicrop_batch(n=16)
     torch.manual_seed(0)
     x = m.teacher_input(batch)
-    plain = (batch.images.float() / 255 - MEAN[0]) / STD[0]
+    plain = (batch.samples.float() / 255 - MEAN[0]) / STD[0]
     flipped = [torch.allclose(x[i], plain[i].flip(2)) for i in range(16)]
     kept = [torch.allclose(x[i], plain[i]) for i in range(16)]
     assert all(f or k for f, k in zip(flipped, kept)) and 0 < sum(flipped) < 16

@@ -27,7 +27,7 @@ SRC = str(Path(__file__).resolve().parents[1] / "src")
 def random_encoder(name="convnet6", channels=1, size=28, seed=0, **options) -> Encoder:
     torch.manual_seed(seed)
     backbone = build_backbone(name, in_channels=channels, image_size=size, **options)
-    return Encoder(backbone, [0.3] * channels, [0.35] * channels).eval()
+    return Encoder(backbone, [0.3] * channels, [0.35] * channels, "image").eval()
 
 
 @pytest.fixture(scope="module")

@@ -35,7 +35,7 @@ def trained(fmnist):
 
     x, y, xt, yt = fmnist
     torch.manual_seed(0)
-    encoder = Encoder(build_backbone("convnet6", in_channels=1, image_size=28, width=8), [0.286], [0.353])
+    encoder = Encoder(build_backbone("convnet6", in_channels=1, image_size=28, width=8), [0.286], [0.353], "image")
     head = nn.Linear(encoder.dim, 10)
     optimizer = torch.optim.Adam([*encoder.parameters(), *head.parameters()], lr=3e-3)
     generator = torch.Generator().manual_seed(0)
@@ -233,7 +233,7 @@ def test_universal_perturbation_leaves_the_encoder_alone():
     from selfsup.encoder import Encoder
 
     torch.manual_seed(1)
-    encoder = Encoder(build_backbone("convnet6", in_channels=1, image_size=28, width=4), [0.286], [0.353])
+    encoder = Encoder(build_backbone("convnet6", in_channels=1, image_size=28, width=4), [0.286], [0.353], "image")
     encoder.train()  # a caller's train mode: the attack must still run in eval mode (BN stats untouched)
     first = next(encoder.parameters())
     first.requires_grad_(False)

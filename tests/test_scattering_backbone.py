@@ -79,7 +79,7 @@ def test_exported_encoder_holds_only_the_adapter_and_reproduces_the_features(tmp
     torch.manual_seed(0)
     model = build_backbone("scatnet", **TINY)
     model(torch.randn(8, 1, 28, 28))  # BatchNorm statistics move away from their initial values
-    encoder = Encoder(model.eval(), [0.3], [0.3])
+    encoder = Encoder(model.eval(), [0.3], [0.3], "image")
     save_encoder(encoder, tmp_path)
     n_floats = sum(v.numel() for v in model.state_dict().values())
     assert (tmp_path / WEIGHTS).stat().st_size < 4 * n_floats + 20_000  # weights + header, no filters

@@ -203,7 +203,7 @@ def small_images():
 
 def tiny_encoder(seed=0):
     torch.manual_seed(seed)
-    return Encoder(build_backbone("convnet6", in_channels=1, image_size=28, width=8), [0.286], [0.353]).eval()
+    return Encoder(build_backbone("convnet6", in_channels=1, image_size=28, width=8), [0.286], [0.353], "image").eval()
 
 
 def test_finetune_full_partial_and_core_leave_the_encoder_untouched(small_images):

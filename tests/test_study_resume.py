@@ -132,7 +132,7 @@ def test_unfit_protocols_are_skipped_with_the_reason(tmp_path):
     assert {r["protocol"] for r in rows} == {"knn", "rankme"}
     page = (tmp_path / "study" / "report.html").read_text()
     assert "Skipped protocols" in page and "at least 3 classes; the train split has 2" in page
-    assert "works on image data only" in page
+    assert "needs a backbone with stages (forward_maps: convnet, resnet, scatnet), and the backbone is mlp" in page
 
     # The backbone requirement: a backbone without stages (no forward_maps) does not fit multilayer.
     from selfsup.data.dataset import ImageDataset
@@ -146,7 +146,7 @@ def test_unfit_protocols_are_skipped_with_the_reason(tmp_path):
 
     images = ImageDataset(torch.zeros(6, 1, 2, 2, dtype=torch.uint8), torch.tensor([0, 1, 2] * 2),
                           [str(i) for i in range(6)], "tiny", "memory")
-    ctx = EvalContext(Encoder(Flat(), [0.0], [1.0]), images, images)
+    ctx = EvalContext(Encoder(Flat(), [0.0], [1.0], "image"), images, images)
     assert "needs a backbone with stages" in unfit_reason("multilayer", ctx)
     assert unfit_reason("loki", ctx) is None
     assert run.run_dir == tmp_path / "run"

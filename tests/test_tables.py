@@ -194,9 +194,9 @@ def test_cli_trains_on_a_table_with_broken_rows_and_lists_them(tmp_path, wine_cs
 
 
 @pytest.mark.parametrize("flags, needle", [
-    (["--method", "obow"], "method 'obow' works on images only"),
-    (["--method", "simclr", "--backbone", "convnet6"], "backbone 'convnet6' encodes images.*--backbone mlp"),
-    (["--method", "simclr", "--set", "method.aux=[{name: pretext}]"], "auxiliary 'pretext' works on images only"),
+    (["--method", "obow"], "method 'obow' needs images whose pixels can be rotated.*is table data"),
+    (["--method", "simclr", "--backbone", "convnet6"], "backbone 'convnet6' encodes image data.*--backbone mlp"),
+    (["--method", "simclr", "--set", "method.aux=[{name: pretext}]"], "auxiliary 'pretext' needs images whose pixels"),
     (["--method", "simclr", "--set", "views.crop_scale=[0.2, 1.0]"], "unknown config key 'views.crop_scale'"),
     (["--method", "simclr", "--set", "backbone.cardinalities=[1]"], "unknown config key 'backbone.cardinalities'"),
 ])
@@ -282,10 +282,13 @@ def test_every_table_method_trains_a_few_steps(tmp_path, wine_csv):
              "swav": {"hidden_dim": 32, "out_dim": 16, "num_prototypes": 16, "queue_length": 0},
              "mugs": {"hidden_dim": 32, "bottleneck_dim": 16, "out_dim": 64, "memory_size": 64},
              "msbreg": {**small, "pred_hidden_dim": 32}}
+    from selfsup.capabilities import unmet
+    from selfsup.modalities import modality_of
+
     trained = []
     for name in registry.names("method"):
         cls = registry.get("method", name)
-        if "table" not in getattr(cls, "modalities", ()):
+        if unmet(cls.requires, modality_of("table"), registry.get("backbone", "mlp")):
             continue
         valid = set(registry.defaults(cls))
         options = {k: v for k, v in sizes.get(name, small).items() if k in valid}
@@ -323,7 +326,7 @@ def test_pretrain_evaluate_embed_round_trip(tmp_path, wine_csv, capsys):
     emb = np.load(path)
     assert emb.shape == (len(test), encoder.dim)
     assert np.allclose(emb, encoder(test.values).detach().numpy(), atol=1e-5)
-    with pytest.raises(DataError, match="is an image dataset but the encoder was trained on tables"):
+    with pytest.raises(DataError, match="is image data, and the encoder was trained on table data"):
         selfsup.embed(out, data="fashion-mnist", out=tmp_path / "x.npy", device="cpu")
 
 

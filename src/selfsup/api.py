@@ -18,6 +18,7 @@ from . import config as C
 from .encoder import Encoder, load_encoder
 from .errors import ConfigError, DataError
 from .files import writable
+from .modalities import fits_encoder, modality_of, same_kind
 
 
 def _as_config(config, flags: dict, overrides: Iterable[str]) -> C.RunConfig:
@@ -64,12 +65,7 @@ def pretrain(config: C.RunConfig | dict | str | os.PathLike | None = None, *, da
 
 def check_compatible(data, reference, what: str) -> None:
     """`data` must be the same kind of data as `reference` (the encoder's or the train split's)."""
-    if data.modality != reference.modality:
-        raise DataError(f"the {what} data '{data.name}' is {'an' if data.modality == 'image' else 'a'} {data.modality} dataset, the training data {'an' if reference.modality == 'image' else 'a'} {reference.modality} one.",
-                        f"pass {reference.modality} data of the kind the encoder was trained on.")
-    if data.modality == "image" and (data.image_size != reference.image_size or data.channels != reference.channels):
-        raise DataError(f"{what} images are {data.channels}x{data.image_size} but train images are "
-                        f"{reference.channels}x{reference.image_size}.", "set data.image_size so both splits are resized alike.")
+    same_kind(data, reference, what)
 
 
 def _write_results(run_dir: Path, results: dict) -> None:
@@ -119,8 +115,7 @@ def _test_set(name: str, test_split: str | None, root, image_size, schema):
 
 def _test_split_fix(train_set) -> str:
     """How to give labelled test data of this kind, for the fix of a missing test split."""
-    hint = getattr(train_set, "test_split_hint", "a labelled dataset of the same kind")
-    return f"pass --test-split PATH ({hint})"
+    return f"pass --test-split PATH ({modality_of(train_set).test_split_hint})"
 
 
 def _evaluate_datasets(encoder: Encoder, train_set, name: str, test_split: str | None, root, image_size,
@@ -152,7 +147,7 @@ def _evaluate_datasets(encoder: Encoder, train_set, name: str, test_split: str |
                             f"{_test_split_fix(train_set)}, or run only label-free protocols (--protocols rankme).")
         if needs_labels:
             _say(f"note: {problem}; skipped {', '.join(sorted(needs_labels))}. Run `selfsup evaluate RUN "
-                 f"--test-split PATH` with labelled test data ({getattr(train_set, 'test_split_hint', 'the same kind of data')}).")
+                 f"--test-split PATH` with labelled test data ({modality_of(train_set).test_split_hint}).")
         protocols = tuple(p for p in protocols if p not in needs_labels)
     cache_dir = None if run_dir is None else Path(run_dir) / "features"
     knn = {"knn_k": eval_cfg.knn_k, "knn_temperature": eval_cfg.knn_temperature} if "knn" in protocols else {}
@@ -432,14 +427,7 @@ class _study_signals:
 
 
 def _check_encoder_input(encoder: Encoder, dataset, data: str) -> None:
-    modality = getattr(encoder, "modality", "image")
-    if dataset.modality != modality:
-        raise DataError(f"'{data}' is {'an' if dataset.modality == 'image' else 'a'} {dataset.modality} dataset but the encoder was trained on {modality}s.",
-                        "pass data of the kind the encoder was trained on.")
-    expected = encoder.mean.numel()
-    if modality == "image" and dataset.channels != expected:
-        raise DataError(f"'{data}' has {dataset.channels}-channel images but the encoder expects {expected}.",
-                        "embed data of the kind the encoder was trained on.")
+    fits_encoder(dataset, encoder, data)
 
 
 def embed(encoder: Encoder | str | os.PathLike, data: str | None = None, out: str | os.PathLike | None = None, *,
@@ -501,8 +489,7 @@ def embed(encoder: Encoder | str | os.PathLike, data: str | None = None, out: st
     for leftover in (work, work.with_name(work.name + ".json")):
         leftover.unlink(missing_ok=True)
     if dataset.skipped:
-        what = "broken row(s)" if dataset.modality == "table" else "unreadable file(s)"
-        print(f"warning: skipped {len(dataset.skipped)} {what}, e.g. {dataset.skipped[0][0]} "
+        print(f"warning: skipped {len(dataset.skipped)} {modality_of(dataset).unreadable}, e.g. {dataset.skipped[0][0]} "
               f"({dataset.skipped[0][1]})", file=sys.stderr)
     return out
 

@@ -137,9 +137,8 @@ _CHOICES = {
 }
 
 
-def _coerce(value: Any, annotation: Any, path: str) -> Any:
-    """Check `value` against a field annotation (str form under `from __future__ import annotations`)."""
-    hint = eval(annotation, {**vars(typing), "tuple": tuple, "dict": dict}) if isinstance(annotation, str) else annotation
+def _coerce(value: Any, hint: Any, path: str) -> Any:
+    """Check `value` against a field's type (resolved by ``typing.get_type_hints``)."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
@@ -198,6 +197,7 @@ def _build(cls, data: dict, path: str):
     if not isinstance(data, dict):
         raise ConfigError(f"section '{path or 'top level'}' must be a mapping, got {data!r}.", "see configs/ for examples.")
     known = {f.name: f for f in fields(cls)}
+    hints = typing.get_type_hints(cls)  # the annotations are strings (postponed evaluation): resolve them once
     section = path.split(".")[-1] if path else ""
     kwargs, extra = {}, {}
     for key, value in data.items():
@@ -212,7 +212,7 @@ def _build(cls, data: dict, path: str):
         if dataclasses.is_dataclass(f.default_factory if f.default_factory is not dataclasses.MISSING else None):
             kwargs[key] = _build(f.default_factory, value if value is not None else {}, key_path)
         else:
-            kwargs[key] = _coerce(value, f.type, key_path)
+            kwargs[key] = _coerce(value, hints[key], key_path)
     if extra:
         kwargs["options"] = {**kwargs.get("options", {}), **extra}
     config = cls(**kwargs)
@@ -258,9 +258,6 @@ def from_dict(data: dict) -> RunConfig:
     config = _build(RunConfig, data or {}, "")
     _check_registered(config)
     return config
-
-
-_VIEW_PRESETS = ("auto", "fmnist", "simclr", "byol", "mae", "multicrop", "scarf")  # train/loop.py build_views, build_table_views
 
 
 def _check_option_types(options: dict, defaults: dict, section: str) -> None:
@@ -314,12 +311,15 @@ def _check_registered(config: RunConfig) -> None:
     method = registered("method", config.method.name, "method.name")
     options("method", method, config.method.options, "method")
     from .data.catalogue import guess_modality
+    from .modalities import modality_of
+    from .modalities.base import plugins
 
-    # auto: the backbone the data's kind gets (train/loop.py resolve_backbone), guessed from the name alone
+    # auto: the default backbone of the data's modality (train/assemble.py), guessed from the name alone
     name = config.backbone.name if config.backbone.name != "auto" else \
-        {"image": "convnet6", "table": "mlp"}[guess_modality(config.data.name)]
+        modality_of(guess_modality(config.data.name)).default_backbone
     backbone = registered("backbone", name, "backbone.name")
-    options("backbone", backbone, config.backbone.options, "backbone", skip=("in_channels", "image_size", "cardinalities"))
+    data_keys = tuple(key for plugin in plugins() for key in plugin.input_keys)  # the data fixes these
+    options("backbone", backbone, config.backbone.options, "backbone", skip=data_keys)
     for i, spec in enumerate(config.method.aux):
         path = f"method.aux[{i}]"
         if "name" not in spec:
@@ -332,18 +332,19 @@ def _check_registered(config: RunConfig) -> None:
     importlib.import_module(f"{__package__}.evaluation")  # registers the protocols (`selfsup.evaluate` is also a function)
     for i, name in enumerate(config.eval.protocols):
         registered("protocol", name, f"eval.protocols[{i}]")
-    if config.views.preset not in _VIEW_PRESETS:
-        raise ConfigError(f"views.preset={config.views.preset!r} is not a preset.{closest(config.views.preset, _VIEW_PRESETS)}",
-                          f"choose one of: {', '.join(_VIEW_PRESETS)}.")
-    from .views import ImageViewConfig, TableViewConfig
-
-    # Image or table options: which of the two applies is known once the data is read (build_views checks again).
-    view_fields = {f.name: f for f in (*dc.fields(TableViewConfig), *dc.fields(ImageViewConfig))}
+    presets = ("auto", *dict.fromkeys(p for plugin in plugins() for p in plugin.presets))
+    if config.views.preset not in presets:
+        raise ConfigError(f"views.preset={config.views.preset!r} is not a preset.{closest(config.views.preset, presets)}",
+                          f"choose one of: {', '.join(presets)}.")
+    # The options of any modality's views: which one applies is known once the data is read (the plug-in checks again).
+    view_fields = {name: hint for plugin in plugins() if plugin.view_config is not None
+                   for name, hint in typing.get_type_hints(plugin.view_config).items()
+                   if name in {f.name for f in dc.fields(plugin.view_config)}}
     for key, value in config.views.options.items():
         if key not in view_fields:
             raise ConfigError(f"unknown config key 'views.{key}'.{closest(key, view_fields)}",
                               f"valid keys here: {', '.join(view_fields)}.")
-        _coerce(value, view_fields[key].type, f"views.{key}")
+        _coerce(value, view_fields[key], f"views.{key}")
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

@@ -1,7 +1,8 @@
 """The exported encoder: a backbone plus the input normalization it was trained with.
 
 Saved as ``encoder.safetensors`` (weights) + ``encoder.json`` (backbone spec, normalization,
-feature dim, modality, and for tables the schema that encodes new rows alike), so it loads with
+feature dim, modality, and the modality's schema when it has one: a table's, which encodes new rows
+alike), so it loads with
 ``selfsup.load_encoder(path)`` without the method or trainer code, and never through pickle.
 """
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import CheckpointError, SelfsupError
+from .errors import CheckpointError, ConfigError, SelfsupError
 
 WEIGHTS, CONFIG = "encoder.safetensors", "encoder.json"
 
@@ -21,16 +22,19 @@ WEIGHTS, CONFIG = "encoder.safetensors", "encoder.json"
 class Encoder(nn.Module):
     """Maps samples to features (B, D).
 
-    Images: uint8 (B, C, H, W) in [0, 255] or float in [0, 1], normalized per channel. Tables
-    (``modality="table"``): (B, F) rows as a TableDataset holds them (numeric values, categorical
-    codes), numeric columns standardized; ``schema`` (a TableSchema) is how new files are encoded.
+    It takes samples as the dataset of its `modality` stores them (uint8 or float images (B, C, H, W),
+    table rows (B, F), ...) and prepares them for the backbone as the modality plug-in says
+    (``selfsup.modalities``: scaling, normalization with the saved per-channel `mean` and `std`).
+    ``schema`` is what the modality keeps to read new files alike (a table's column encoding), or None.
     """
 
-    def __init__(self, backbone: nn.Module, mean: list[float], std: list[float], modality: str = "image",
-                 schema=None):
+    def __init__(self, backbone: nn.Module, mean: list[float], std: list[float], modality: str, schema=None):
+        from .modalities import modality_of
+
         super().__init__()
         self.backbone, self.modality, self.schema = backbone, modality, schema
-        shape = (1, -1, 1, 1) if modality == "image" else (1, -1)
+        self._plugin = modality_of(modality)
+        shape = self._plugin.stat_shape()
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(shape), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(shape), persistent=False)
 
@@ -38,12 +42,10 @@ class Encoder(nn.Module):
     def dim(self) -> int:
         return self.backbone.dim
 
-    def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dtype == torch.uint8 and self.modality == "image":
-            x = x.float().div_(255)
-        return (x.float() - self.mean) / self.std
+    def normalize(self, x):
+        return self._plugin.prepare_input(x, self.mean, self.std)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x) -> torch.Tensor:
         return self.backbone(self.normalize(x))
 
     def config(self) -> dict:
@@ -54,7 +56,7 @@ class Encoder(nn.Module):
             "std": self.std.flatten().tolist(),
             "dim": self.dim,
             "modality": self.modality,
-            **({"schema": self.schema.to_dict()} if self.schema is not None else {}),
+            **({"schema": self._plugin.schema_to_dict(self.schema)} if self.schema is not None else {}),
         }
 
 
@@ -79,6 +81,7 @@ def load_encoder(path: str | os.PathLike, device: str | torch.device = "cpu") ->
 
     from .backbones.base import build_backbone
     from .checkpoint import describe_mismatch
+    from .modalities import modality_of
 
     path = Path(path)
     candidates = [path, path / "encoder", path.parent] if path.suffix != ".safetensors" else [path.parent]
@@ -92,15 +95,9 @@ def load_encoder(path: str | os.PathLike, device: str | torch.device = "cpu") ->
         config = json.loads((directory / CONFIG).read_text())
         spec = dict(config["backbone"])
         name, mean, std = spec.pop("name"), list(config["mean"]), list(config["std"])
-        modality = config.get("modality", "image")
-        if modality not in ("image", "table"):
-            raise ValueError(f"unknown modality {modality!r}")
-        schema = None
-        if "schema" in config:
-            from .data.table import TableSchema
-
-            schema = TableSchema.from_dict(config["schema"])
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as exc:
+        plugin = modality_of(config["modality"])
+        schema = plugin.schema_from_dict(config["schema"]) if "schema" in config else None
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError, ConfigError) as exc:
         raise CheckpointError(f"'{directory / CONFIG}' is not a valid encoder config ({type(exc).__name__}: {exc}).",
                               "re-export the encoder.") from None
     try:
@@ -120,4 +117,4 @@ def load_encoder(path: str | os.PathLike, device: str | torch.device = "cpu") ->
         detail = describe_mismatch(backbone.state_dict(), state) or str(exc).strip().splitlines()[0]
         raise CheckpointError(f"'{directory / WEIGHTS}' does not match backbone {name!r} of '{directory / CONFIG}': {detail}.",
                               "load it with the encoder.json it was saved with.") from None
-    return Encoder(backbone, mean, std, modality, schema).to(device).eval()
+    return Encoder(backbone, mean, std, plugin.name, schema).to(device).eval()

@@ -6,12 +6,15 @@ Paper recipes, with D the backbone dim:
 - BYOL projector and predictor ``mlp([D, 4096, 256])``, ``mlp([256, 4096, 256])``;
 - Barlow Twins and VICReg projectors ``mlp([D, 8192, 8192, 8192])``;
 - SimSiam projector ``mlp([D, 2048, 2048, 2048], last_norm="bn_noaffine")``, predictor ``mlp([2048, 512, 2048])``;
-- MoCo v3 projector ``mlp([D, 4096, 256], last_norm="bn_noaffine")`` (ResNet; ViT: 3 layers), predictor ``mlp([256, 4096, 256])``.
+- MoCo v3 projector ``mlp([D, 4096, 256], last_norm="bn_noaffine")`` (ResNet; ViT: 3 layers), predictor ``mlp([256, 4096, 256])``;
+- DINO's head ``DINOHead`` (an MLP, L2 normalization, weight-normalized prototypes), shared by DINO and Mugs.
 """
 from __future__ import annotations
 
 from typing import Callable
 
+import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .errors import ConfigError
@@ -56,3 +59,34 @@ def mlp(dims: list[int], norm: str | None = "bn", last_norm: bool | str = False,
     if last_norm:
         layers.append(_norm(norm if last_norm is True else last_norm, dims[-1]))
     return nn.Sequential(*layers)
+
+
+class DINOHead(nn.Module):
+    """(B, D) -> (B, K): ``mlp([D, hidden, hidden, bottleneck])`` with GELU and no norm, L2-normalize,
+    then a weight-normalized Linear without bias to K prototypes.
+
+    With ``norm_last_layer`` (the paper's default) the weight norm's gain is fixed at 1, so the last
+    layer is ``x @ normalize(v, dim=1).T``: a cosine to each prototype; otherwise a learned gain per
+    prototype multiplies it. ``use_bn`` puts BatchNorm after the hidden Linears (an option of the
+    official code, off by default).
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, hidden_dim: int = 2048, bottleneck_dim: int = 256,
+                 norm_last_layer: bool = True, use_bn: bool = False):
+        super().__init__()
+        self.mlp = mlp([in_dim, hidden_dim, hidden_dim, bottleneck_dim], norm="bn" if use_bn else None, act=nn.GELU)
+        self.prototypes = nn.Parameter(torch.empty(out_dim, bottleneck_dim))  # (K, bottleneck), the direction v
+        nn.init.trunc_normal_(self.prototypes, std=0.02)
+        self.gain = None if norm_last_layer else nn.Parameter(torch.ones(out_dim))  # (K,), the weight norm's g
+
+    def forward(self, x: torch.Tensor, freeze_last_layer: bool = False) -> torch.Tensor:
+        x = self.mlp(x)  # (B, bottleneck)
+        # The cosines are divided by temperatures down to 0.04: in bf16 a rounding error of 0.004 would
+        # become 0.1 in a logit, so the last layer runs in float32 (it is small next to the MLP).
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            x = F.normalize(x.float(), dim=-1)
+            v = self.prototypes.detach() if freeze_last_layer else self.prototypes
+            w = F.normalize(v, dim=1)  # (K, bottleneck)
+            if self.gain is not None:
+                w = w * (self.gain.detach() if freeze_last_layer else self.gain)[:, None]
+            return x @ w.T  # (B, K)

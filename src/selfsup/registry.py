@@ -1,4 +1,4 @@
-"""Name -> class/function registries for methods, backbones and evaluation protocols.
+"""Name -> class/function registries for methods, backbones, auxiliaries, evaluation protocols and modalities.
 
 Adding a method is one file with ``@register("method", "name")``; the CLI, ``selfsup methods``
 and the registry-wide smoke tests then see it. Duplicate names fail loudly at import time.
@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 from .errors import ConfigError, closest
 
-KINDS = ("method", "backbone", "protocol", "auxiliary")
+KINDS = ("method", "backbone", "protocol", "auxiliary", "modality")
 _REGISTRY: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
 
 
@@ -40,6 +40,8 @@ def _load(kind: str) -> None:
         importlib.import_module(f"{__package__}.evaluation")  # the subpackage, not api.evaluate re-exported as selfsup.evaluate
     elif kind == "auxiliary":
         from . import auxiliaries  # noqa: F401
+    elif kind == "modality":
+        from . import modalities  # noqa: F401
 
 
 def get(kind: str, name: str) -> Any:
@@ -75,9 +77,16 @@ def defaults(obj: Any) -> dict[str, Any]:
     return out
 
 
+def parameters(obj: Any) -> list[str]:
+    """Every keyword a registered class's constructor (or a function) takes, with or without a default."""
+    target = obj.__init__ if inspect.isclass(obj) else obj
+    return [p.name for p in inspect.signature(target).parameters.values()
+            if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name != "self"]
+
+
 def check_kwargs(kind: str, name: str, kwargs: dict[str, Any]) -> None:
     """Reject keyword arguments the registered constructor does not take, naming the closest."""
-    valid = defaults(get(kind, name))
+    valid = parameters(get(kind, name))
     for key in kwargs:
         if key not in valid:
             raise ConfigError(

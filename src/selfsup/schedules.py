@@ -10,6 +10,13 @@ def cosine(progress: float, start: float, end: float) -> float:
     return end + (start - end) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def linear_warmup(progress: float, start: float, end: float, fraction: float) -> float:
+    """Linear from `start` (progress 0) to `end` (progress `fraction`), then constant (DINO's teacher
+    temperature over the first 30% of training); `fraction` 0 is `end` from the start."""
+    frac = 1.0 if fraction == 0 else min(max(progress / fraction, 0.0), 1.0)
+    return start + (end - start) * frac
+
+
 def learning_rate(step: int, total: int, peak: float, warmup: int = 0, schedule: str = "cosine",
                   final_ratio: float = 0.0) -> float:
     """Linear warmup over `warmup` steps to `peak`, then constant or cosine to `peak * final_ratio` at `total`."""

@@ -124,7 +124,7 @@ class AugAware(Auxiliary):
     Default weight 1.0, as in both papers (AugSelf: 1.0 on STL-10, 0.5 on ImageNet-100).
     """
 
-    modalities = ("image",)  # works on images only (see the docstring)
+    requires = ("pixels",)  # rotations, jigsaw tiles and crop parameters are pixel operations (see the docstring)
     paper = ("Hou, Cao, Yuan, Zhao, Ma, Pan, Wan, Wang, Shen, Cheng. Augmentation-Aware Self-Supervision for "
              "Data-Efficient GAN Training. NeurIPS 2023, arXiv:2205.15677; AugSelf: Lee, Lee, Lee, Lee, Shin. Improving "
              "Transferability of Representations via Augmentation-Aware Self-Supervision. NeurIPS 2021, arXiv:2111.09613")

@@ -34,7 +34,7 @@ class Auxiliary(nn.Module):
     paper: ClassVar[str] = ""
     needs: ClassVar[tuple[str, ...]] = ("features",)
     default_weight: ClassVar[float] = 1.0
-    modalities: ClassVar[tuple[str, ...]] = ("image", "table")
+    requires: ClassVar[tuple[str, ...]] = ()  # capabilities of the data or backbone (selfsup.capabilities)
 
     def __init__(self, method: Method):
         super().__init__()

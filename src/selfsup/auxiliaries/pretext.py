@@ -154,7 +154,7 @@ class Pretext(Auxiliary):
     128), also for jigsaw. The default weight 0.3 is ``lambda`` in the authors' released config.
     """
 
-    modalities = ("image",)  # works on images only (see the docstring)
+    requires = ("pixels",)  # rotations, jigsaw tiles and crop parameters are pixel operations (see the docstring)
     paper = ("Kinakh, Taran, Voloshynovskiy. ScatSimCLR: self-supervised contrastive learning with pretext task "
              "regularization for small-scale datasets. ICCV Workshops 2021, arXiv:2108.13939")
     needs = ("features",)

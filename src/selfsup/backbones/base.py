@@ -18,9 +18,21 @@ from torch import nn
 from .. import registry
 
 
-def build_backbone(name: str, in_channels: int, image_size: int | None = None, **kwargs) -> nn.Module:
+def backbone(name: str, modality: str, provides: tuple[str, ...] = ()):
+    """Register a backbone class or builder under `name`: it encodes `modality` data (the name of a
+    ``selfsup.modalities`` plug-in) and `provides` capabilities (``selfsup.capabilities``:
+    feature_maps, tokens) that methods and protocols may require."""
+    def wrap(obj):
+        obj.modality, obj.provides = modality, tuple(provides)
+        return registry.register("backbone", name)(obj)
+    return wrap
+
+
+def build_backbone(name: str, **kwargs) -> nn.Module:
+    """Backbone `name` built with `kwargs`: the input spec the data fixes (``Dataset.input_spec()``:
+    channels and image size, a table's columns, ...) and the user's options."""
     cls = registry.get("backbone", name)
     registry.check_kwargs("backbone", name, kwargs)
-    model = cls(in_channels=in_channels, image_size=image_size, **kwargs)
-    model.spec = {"name": name, "in_channels": in_channels, "image_size": image_size, **kwargs}
+    model = cls(**kwargs)
+    model.spec = {"name": name, **kwargs}
     return model

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..registry import register
+from .base import backbone
 
 
 def conv_bn_relu(c_in: int, c_out: int) -> nn.Sequential:
@@ -64,19 +64,19 @@ class ConvNet(nn.Module):
         return self.features(x).mean(dim=(2, 3))  # (B, D, H', W') -> (B, D)
 
 
-@register("backbone", "convnet4")
+@backbone("convnet4", "image", provides=("feature_maps",))
 def convnet4(in_channels: int = 3, image_size: int | None = None, width: int = 32) -> ConvNet:
     """Four convs: w, w, [pool] 2w, 2w -> 2w-d features (64 at w = 32)."""
     return ConvNet(in_channels, image_size, width=width, stages=2)
 
 
-@register("backbone", "convnet6")
+@backbone("convnet6", "image", provides=("feature_maps",))
 def convnet6(in_channels: int = 3, image_size: int | None = None, width: int = 32) -> ConvNet:
     """The fmnist-cpu benchmark backbone: w, w, [pool] 2w, 2w, [pool] 4w, 4w -> 4w-d (128 at w = 32)."""
     return ConvNet(in_channels, image_size, width=width, stages=3)
 
 
-@register("backbone", "convnet8")
+@backbone("convnet8", "image", provides=("feature_maps",))
 def convnet8(in_channels: int = 3, image_size: int | None = None, width: int = 32) -> ConvNet:
     """Eight convs in four stages: w .. 8w -> 8w-d features (256 at w = 32); needs images >= 8 px."""
     return ConvNet(in_channels, image_size, width=width, stages=4)

@@ -14,14 +14,13 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..registry import register
+from .base import backbone
 
 
-@register("backbone", "mlp")
+@backbone("mlp", "table")
 class TableMLP(nn.Module):
     """(B, F) table rows -> (B, width) features."""
 
-    modality = "table"
 
     def __init__(self, in_channels: int, image_size: int | None = None, cardinalities: list[int] | None = None,
                  width: int = 256, depth: int = 4, embed_dim: int = 8, dropout: float = 0.0):

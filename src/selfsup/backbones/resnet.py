@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, closest
-from ..registry import register
+from .base import backbone
 
 STEMS = ("imagenet", "cifar")
 LAYERS = ("layer1", "layer2", "layer3", "layer4")
@@ -151,14 +151,14 @@ class ResNet(nn.Module):
         return self.forward_features(x, ("layer4",))["layer4"].mean(dim=(2, 3))  # (B, D, h, w) -> (B, D)
 
 
-@register("backbone", "resnet18")
+@backbone("resnet18", "image", provides=("feature_maps",))
 def resnet18(in_channels: int = 3, image_size: int | None = None, stem: str = "imagenet",
              zero_init_residual: bool = True) -> ResNet:
     """ResNet-18: basic blocks (2, 2, 2, 2), 512-d features, 11.18 M parameters with 3 channels."""
     return ResNet(BasicBlock, (2, 2, 2, 2), in_channels, stem, zero_init_residual)
 
 
-@register("backbone", "resnet50")
+@backbone("resnet50", "image", provides=("feature_maps",))
 def resnet50(in_channels: int = 3, image_size: int | None = None, stem: str = "imagenet",
              zero_init_residual: bool = True) -> ResNet:
     """ResNet-50: bottleneck blocks (3, 4, 6, 3), 2048-d features, 23.5 M parameters with 3 channels."""

@@ -42,8 +42,8 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..registry import register
 from .resnet import BasicBlock
+from .base import backbone
 
 
 def _scattering_class():
@@ -67,7 +67,7 @@ def scattering_channels(in_channels: int, J: int, L: int) -> int:
     return in_channels * (1 + J * L + L * L * J * (J - 1) // 2)
 
 
-@register("backbone", "scatnet")
+@backbone("scatnet", "image", provides=("feature_maps",))
 class ScatNet(nn.Module):
     """(B, C, H, W) -> (B, 4 * width): fixed order-2 scattering (J scales, L angles) + trainable adapter.
 

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, closest
-from ..registry import register
+from .base import backbone
 
 
 def _import_timm():
@@ -21,7 +21,7 @@ def _import_timm():
     return timm
 
 
-@register("backbone", "timm")
+@backbone("timm", "image")
 class TimmBackbone(nn.Module):
     """(B, C, H, W) -> (B, D): timm's pooled features (``num_classes=0`` drops the classifier).
 

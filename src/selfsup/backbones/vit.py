@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from ..registry import register
+from .base import backbone
 
 POOLS = ("cls", "mean")
 
@@ -147,14 +147,14 @@ class ViT(nn.Module):
         return tokens[:, 0] if self.pool == "cls" else tokens[:, 1:].mean(dim=1)
 
 
-@register("backbone", "vit_tiny")
+@backbone("vit_tiny", "image", provides=("tokens",))
 def vit_tiny(in_channels: int = 3, image_size: int | None = None, patch_size: int = 16, dim: int = 192,
              depth: int = 12, heads: int = 3, mlp_ratio: float = 4.0, pool: str = "cls") -> ViT:
     """ViT-Ti: D = 192, 12 blocks, 3 heads (5.49 M parameters with patch 16 and 3 channels)."""
     return ViT(in_channels, image_size, patch_size, dim, depth, heads, mlp_ratio, pool)
 
 
-@register("backbone", "vit_small")
+@backbone("vit_small", "image", provides=("tokens",))
 def vit_small(in_channels: int = 3, image_size: int | None = None, patch_size: int = 16, dim: int = 384,
               depth: int = 12, heads: int = 6, mlp_ratio: float = 4.0, pool: str = "cls") -> ViT:
     """ViT-S: D = 384, 12 blocks, 6 heads (21.59 M parameters with patch 16 and 3 channels)."""

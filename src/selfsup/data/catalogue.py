@@ -31,7 +31,7 @@ from ..files import display_path
 from .folder import load_image_folder, parse_image_size
 from .idx import load_idx
 from .stl10 import STL10_FILES, load_stl10
-from .table import TableDataset, TableSchema, is_table_file, load_table
+from .table import TableDataset, TableSchema, load_table
 
 SYSTEM_DIR = "/usr/share/datasets"
 _SPLIT_FOLDERS = ("train", "test", "val", "valid", "validation", "unlabeled")
@@ -48,7 +48,7 @@ class NamedDataset:
     name: str
     folders: tuple[str, ...]
     files: dict[str, tuple]
-    read: Callable[..., ImageDataset | TableDataset]  # (directory, split, found files, **table options)
+    read: Callable[..., ImageDataset | TableDataset]  # (directory, split, found files, **data options)
     how_to_get: str
     aliases: tuple[str, ...] = ()
     modality: str = "image"
@@ -71,9 +71,17 @@ def _idx_reader(name: str, classes: list[str]):
     return read
 
 
+def _images(read):
+    """A named image dataset's reader, resized to the data config's image_size; other options ignored."""
+    def read_resized(directory: str, split: str, found: dict[str, str], image_size=None, **_) -> ImageDataset:
+        return _resize(read(directory, split, found), parse_image_size(image_size))
+
+    return read_resized
+
+
 def _idx_dataset(name: str, folders: tuple[str, ...], classes: list[str], how: str, aliases=()) -> NamedDataset:
     return NamedDataset(name, folders, {"train": _idx_files("train"), "test": _idx_files("t10k")},
-                        _idx_reader(name, classes), how, aliases)
+                        _images(_idx_reader(name, classes)), how, aliases)
 
 
 def _idx_how(name: str, url: str) -> str:
@@ -98,14 +106,14 @@ CATALOGUE: dict[str, NamedDataset] = {
                      _idx_how("kmnist", "https://github.com/rois-codh/kmnist"), aliases=("k-mnist",)),
         NamedDataset("cifar10", ("cifar-10-batches-py", "cifar10/cifar-10-batches-py", "cifar10"),
                      {s: tuple(f) for s, f in CIFAR10_FILES.items()},
-                     lambda d, split, found: load_cifar10(d, split),
+                     _images(lambda d, split, found: load_cifar10(d, split)),
                      "download the CIFAR-10 python version (cifar-10-python.tar.gz) from "
                      "https://www.cs.toronto.edu/~kriz/cifar.html and extract it into $SELFSUP_DATA "
                      "(giving $SELFSUP_DATA/cifar-10-batches-py)",
                      aliases=("cifar-10", "cifar_10")),
         NamedDataset("cifar100", ("cifar-100-python", "cifar100/cifar-100-python", "cifar100"),
                      {s: tuple(f) for s, f in CIFAR100_FILES.items()},
-                     lambda d, split, found: load_cifar100(d, split),
+                     _images(lambda d, split, found: load_cifar100(d, split)),
                      "download the CIFAR-100 python version (cifar-100-python.tar.gz) from "
                      "https://www.cs.toronto.edu/~kriz/cifar.html and extract it into $SELFSUP_DATA "
                      "(giving $SELFSUP_DATA/cifar-100-python)",
@@ -113,7 +121,7 @@ CATALOGUE: dict[str, NamedDataset] = {
         NamedDataset("stl10", ("stl10_binary", "stl10/stl10_binary", "stl10"),
                      {**{s: tuple(f for f in fs if f) for s, fs in STL10_FILES.items()},
                       "train+unlabeled": ("train_X.bin", "train_y.bin", "unlabeled_X.bin")},
-                     lambda d, split, found: load_stl10(d, split),
+                     _images(lambda d, split, found: load_stl10(d, split)),
                      "download the STL-10 binary archive (stl10_binary.tar.gz) from "
                      "https://cs.stanford.edu/~acoates/stl10/ and extract it into $SELFSUP_DATA "
                      "(giving $SELFSUP_DATA/stl10_binary)",
@@ -123,7 +131,7 @@ CATALOGUE: dict[str, NamedDataset] = {
 
 
 def _read_adult(directory: str, split: str, found: dict[str, str], schema: TableSchema | None = None,
-                **_) -> TableDataset:
+                **_) -> TableDataset:  # the data config's other options (label, image_size, ...) do not apply
     # This file (OpenML's layout) holds UCI's adult.test first (16,281 rows), then adult.data
     # (32,561 rows, the conventional training split): row 16,281 is adult.data's first row.
     rows = slice(16_281, None) if split == "train" else slice(0, 16_281)
@@ -138,13 +146,17 @@ _ALIASES = {alias: d.name for d in CATALOGUE.values() for alias in (d.name, *d.a
 
 
 def guess_modality(name_or_path: str) -> str:
-    """"table" for a named table or a table file, else "image"; reads nothing (for config checks)."""
+    """The modality a named dataset or a path belongs to, from the name alone (reads nothing; for
+    config checks): the first plug-in that claims the path, else the last one asked (images)."""
+    from ..modalities.base import plugins
+
     text = os.fspath(name_or_path)
     key = text.strip().lower().replace("_", "-")
     name = _ALIASES.get(key) or _ALIASES.get(key.replace("-", ""))
     if name is not None:
         return CATALOGUE[name].modality
-    return "table" if is_table_file(text) else "image"
+    ordered = plugins()
+    return next((m.name for m in ordered if m.claims(os.path.expanduser(text))), ordered[-1].name)
 
 
 def dataset_names() -> list[str]:
@@ -264,20 +276,45 @@ def _folder_split(path: str, split: str) -> str:
     return path
 
 
+def load_image_path(path: str, split: str, image_size=None) -> ImageDataset:
+    """Images at a path: an .npy/.npz array file, a folder holding a named dataset's official files,
+    or an image folder (``path/<split>`` when it has split folders)."""
+    size = parse_image_size(image_size)
+    if os.path.isfile(path):
+        return _resize(load_arrays(path, split), size)
+    named = _detect_named(path, split)
+    if named is not None:
+        return _resize(named, size)
+    folder = _folder_split(path, split)
+    ds = load_image_folder(folder, size)
+    # root/test is named after root, not "test"
+    return ds if folder == path else replace(ds, name=display_path(os.path.basename(os.path.normpath(path))))
+
+
+def _formats() -> str:
+    from ..modalities.base import plugins
+
+    return "; ".join(m.formats for m in plugins() if m.formats)
+
+
 def load_dataset(name_or_path: str, split: str = "train", root: str | None = None, image_size=None, *,
                  label: str | None = None, schema: TableSchema | None = None, categorical=(), numeric=()):
-    """A named dataset (see :func:`dataset_names`) or the data at a path: an ImageDataset, or a
-    TableDataset for a table (a named table, or a .csv/.tsv/.parquet file).
+    """A named dataset (see :func:`dataset_names`) or the data at a path, read by the modality that
+    claims it (``selfsup.modalities``: an image folder or array file, a table, ...).
 
     `split`: train, test (and unlabeled, train+unlabeled for stl10); for a path, the subfolder or
     the npz keys of that split (a table file is one split: pass another file as the test split).
     `image_size` (int or (h, w)) resizes every image to that size. Tables: `label` names the label
-    column, `schema` is the encoding of the training table (pass ``train.schema`` when reading its
+    column, `schema` is the encoding of the training data (pass ``train.schema`` when reading its
     test split or new data), `categorical` / `numeric` force column kinds (see :mod:`.table`).
-    A known name wins over a folder of the same name: write ``./mnist`` for the folder.
+    A modality ignores the options that are not its own. A known name wins over a folder of the
+    same name: write ``./mnist`` for the folder.
     """
-    size = parse_image_size(image_size)
-    table_options = {"label": label, "schema": schema, "categorical": tuple(categorical), "numeric": tuple(numeric)}
+    from ..modalities.base import plugins
+
+    parse_image_size(image_size)  # a bad size fails before any file is looked for
+    options = {"image_size": image_size, "label": label, "schema": schema, "categorical": tuple(categorical),
+               "numeric": tuple(numeric)}
     text = os.fspath(name_or_path)
     key = text.strip().lower().replace("_", "-")
     name = _ALIASES.get(key) or _ALIASES.get(key.replace("-", ""))
@@ -287,29 +324,17 @@ def load_dataset(name_or_path: str, split: str = "train", root: str | None = Non
             raise DataError(f"{name} has no split {split!r}.{closest(split, spec.splits)}",
                             f"use one of: {', '.join(spec.splits)}.")
         directory, found = _locate(spec, split, root)
-        if spec.modality == "table":
-            return spec.read(directory, split, found, schema=schema)
-        return _resize(spec.read(directory, split, found), size)
+        return spec.read(directory, split, found, **options)
     path = os.path.expanduser(text)
-    if os.path.isfile(path):
-        if path.lower().endswith((".npy", ".npz")):
-            return _resize(load_arrays(path, split), size)
-        if is_table_file(path):
-            return load_table(path, **table_options)
-        raise DataError(f"cannot read the file {display_path(path)}: it is not .npy, .npz, .csv, .tsv or .parquet.",
-                        f"pass a named dataset ({', '.join(dataset_names())}), an image folder, an array file or a table.")
-    if os.path.isdir(path):
-        named = _detect_named(path, split)
-        if named is not None:
-            return _resize(named, size)
-        folder = _folder_split(path, split)
-        ds = load_image_folder(folder, size)
-        # root/test is named after root, not "test"
-        return ds if folder == path else replace(ds, name=display_path(os.path.basename(os.path.normpath(path))))
+    if os.path.exists(path):
+        for modality in plugins():
+            if modality.claims(path):
+                return modality.load(path, split, **options)
+        raise DataError(f"cannot read the file {display_path(path)}: no modality reads it.",
+                        f"pass a named dataset ({', '.join(dataset_names())}) or one of: {_formats()}.")
     raise DataError(
         f"no dataset or path '{display_path(text)}'.{closest(key, dataset_names())}",
-        f"pass one of the named datasets ({', '.join(dataset_names())}), an image folder, a .npy/.npz file or a table "
-        "(.csv, .tsv, .parquet).",
+        f"pass one of the named datasets ({', '.join(dataset_names())}) or one of: {_formats()}.",
     )
 
 

@@ -28,7 +28,6 @@ class ImageDataset:
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
     modality = "image"  # the other kind is data.table.TableDataset; generic code reads `samples`
-    test_split_hint = "a labelled image folder with class subfolders, or an .npz with x and y"
 
     def __post_init__(self):
         if self.images.dtype != torch.uint8 or self.images.dim() != 4:

@@ -110,7 +110,6 @@ class TableDataset:
     notes: list[str] = field(default_factory=list)
 
     modality = "table"
-    test_split_hint = "a labelled table (.csv, .tsv or .parquet) with the same columns; when pretraining, --set data.test_split=test.csv"
 
     def __post_init__(self):
         if self.values.dtype != torch.float32 or self.values.dim() != 2:

@@ -193,7 +193,8 @@ def run_study(encoders: Iterable[tuple], train, test, protocols: tuple[str, ...]
     called before each protocol run. `read_caches` maps a run name to further feature-cache folders
     to read (its run directory's ``features/``).
     """
-    from . import EvalContext, get, unfit_reason
+    from ..registry import get
+    from .context import EvalContext, unfit_reason
     from .features import _data_hash, weights_hash
 
     options = options or {}

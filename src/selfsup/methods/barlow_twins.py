@@ -7,6 +7,7 @@ from torch import nn
 from ..heads import mlp
 from ..losses.redundancy import cross_correlation, off_diagonal_loss, on_diagonal_loss
 from ..registry import register
+from ..samples import cat
 from .base import Batch, Method
 
 
@@ -34,7 +35,7 @@ class BarlowTwins(Method):
         self.embedding_dim = out_dim
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
-        h = self.backbone(torch.cat(batch.views[:2]))  # (2B, D): both views in one pass
+        h = self.backbone(cat(batch.views[:2]))  # (2B, D): both views in one pass
         z = self.projector(h)  # (2B, out_dim)
         c = cross_correlation(*z.chunk(2))  # (out_dim, out_dim)
         # The terms of losses.redundancy.barlow_twins, kept apart to log them without a second matmul.

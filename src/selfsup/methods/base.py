@@ -28,9 +28,13 @@ Class attributes a method sets:
 - ``family``: "contrastive", "redundancy", "distillation", "masked", ...
 - ``needs_labels``: True for a method that trains on ``Batch.labels`` (SupCon); the trainer then
   refuses a dataset without labels before training.
-- ``modalities``: the kinds of data it works on, ``("image", "table")`` by default (a method that
-  only combines backbone outputs of its views works on any); one that needs pixels (rotations,
-  feature maps, patches) says ``("image",)`` and the trainer refuses other data before training.
+- ``view_limits``: the layouts it accepts, ``{"n_global": (min, max), "n_local": (min, max)}`` (max
+  None: no bound); by default exactly ``views``. The trainer checks ``views.n_global`` /
+  ``views.n_local`` against it before training (``check_views``), and ``Batch`` carries the layout.
+- ``requires``: capabilities beyond joint embeddings of views (``selfsup.capabilities``): pixels,
+  feature maps, tokens, mixable samples. A method that only combines backbone outputs of its views
+  requires nothing and works on every modality; the trainer refuses a run whose data or backbone
+  lacks a requirement before training.
 """
 from __future__ import annotations
 
@@ -40,17 +44,19 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from ..samples import cat, count
+
 
 @dataclass
 class TrainData:
     """What ``Method.prepare`` sees: the whole training set on the training device.
 
-    images: uint8 (N, C, H, W), or for a table the rows (N, F) float32; labels: (N,) int64 or None;
-    mean, std: per-channel floats of the [0, 1]-scaled pixels (per column for a table), the
-    normalization the views use.
+    samples: the stored samples (uint8 images (N, C, H, W), table rows (N, F) float32, ...; see the
+    modality); labels: (N,) int64 or None; mean, std: the per-channel (per-column) normalization
+    the views use.
     """
 
-    images: torch.Tensor
+    samples: object
     labels: torch.Tensor | None
     mean: list[float]
     std: list[float]
@@ -60,27 +66,43 @@ class TrainData:
 class Batch:
     """One training step's input.
 
-    views: V tensors (B, C, H, W), normalized floats (tables: (B, F)); global views first, then local views.
+    views: V batches of views, normalized (images: (B, C, H, W) floats; tables (B, F); a ragged
+    modality its own batch type, see ``selfsup.samples``): the ``n_global`` global views first,
+    then the ``n_local`` local views, the layout the trainer checked against the method and drew.
     params: one dict per view of the random parameters drawn for it (see ``selfsup.views``).
-    images: the un-augmented uint8 images (B, C, H, W) on the device (masked objectives use them);
-    for a table, its raw rows (B, F).
+    samples: the un-augmented samples of the batch on the device (uint8 images (B, C, H, W), table
+    rows (B, F), ...): masked objectives and teachers that see the clean input use them.
     labels: (B,) int64 or None. index: (B,) dataset indices. progress: fraction of training done, in [0, 1].
     """
 
-    views: list[torch.Tensor]
+    views: list
     params: list[dict[str, torch.Tensor]] = field(default_factory=list)
-    images: torch.Tensor | None = None
+    samples: object = None
     labels: torch.Tensor | None = None
     index: torch.Tensor | None = None
     progress: float = 0.0
+    n_global: int | None = None  # None: every view is global
+    n_local: int = 0
+
+    def __post_init__(self):
+        if self.n_global is None:
+            self.n_global = len(self.views) - self.n_local
+
+    @property
+    def size(self) -> int:
+        """B, the number of samples (each view holds one view of each)."""
+        return count(self.views[0])
 
 
 class Method(nn.Module):
     paper: ClassVar[str] = ""
     family: ClassVar[str] = ""
     views: ClassVar[dict] = {"n_global": 2, "n_local": 0}
+    # The layouts it accepts: (min, max) global and local views, None = no upper bound. The default
+    # is exactly ``views``: a method that reads ``views[:2]`` would silently ignore more.
+    view_limits: ClassVar[dict | None] = None
     needs_labels: ClassVar[bool] = False
-    modalities: ClassVar[tuple[str, ...]] = ("image", "table")
+    requires: ClassVar[tuple[str, ...]] = ()  # capabilities of the data and backbone (selfsup.capabilities)
 
     aux_outputs: ClassVar[tuple[str, ...]] = ("features", "embeddings")
     embedding_dim: int | None = None  # width of the ``embeddings`` forward returns (set by methods that return them)
@@ -104,3 +126,25 @@ class Method(nn.Module):
     def embedding(self, batch: Batch) -> torch.Tensor | None:
         """Backbone features of the first view from the last forward, for cheap monitors (optional)."""
         return None
+
+    @classmethod
+    def check_views(cls, n_global: int, n_local: int) -> str | None:
+        """Why the view layout (`n_global`, `n_local`) does not suit this method, or None."""
+        limits = cls.view_limits or {k: (v, v) for k, v in cls.views.items()}
+        for key, value in (("n_global", n_global), ("n_local", n_local)):
+            low, high = limits.get(key, (0, 0))
+            if value < low or (high is not None and value > high):
+                wanted = f"{low}" if low == high else (f"at least {low}" if high is None else f"{low} to {high}")
+                return f"{key}={value}, and it takes {wanted}"
+        return None
+
+
+def encode_views(backbone: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Backbone features of every view with one pass per resolution (multi-crop, Caron et al. 2020):
+    the global views together, then the local views. Returns (global (n_global B, D), all (V B, D)),
+    both view-major; all starts with global."""
+    n_global = batch.n_global
+    h = backbone(cat(batch.views[:n_global]))  # (n_global B, D)
+    if len(batch.views) == n_global:
+        return h, h
+    return h, torch.cat([h, backbone(cat(batch.views[n_global:]))])  # (V B, D)

@@ -4,13 +4,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..errors import ConfigError
 from ..heads import mlp
 from ..losses.distillation import byol_loss
 from ..registry import register
-from ..schedules import cosine
+from ..samples import cat
 from .base import Batch, Method
-from .ema import ema_update, frozen_copy
+from .ema import MomentumSchedule, ema_update, frozen_copy
 
 
 @register("method", "byol")
@@ -36,21 +35,14 @@ class BYOL(Method):
     def __init__(self, backbone: nn.Module, hidden_dim: int = 2048, out_dim: int = 256, pred_hidden_dim: int = 2048,
                  base_momentum: float = 0.99, final_momentum: float = 1.0):
         super().__init__(backbone)
-        if not 0.0 <= base_momentum <= final_momentum <= 1.0:
-            raise ConfigError(f"byol needs 0 <= base_momentum <= final_momentum <= 1, got {base_momentum}, {final_momentum}.",
-                              "use e.g. base_momentum=0.99, final_momentum=1.0.")
-        self.base_momentum, self.final_momentum = base_momentum, final_momentum
+        self.momentum_at = MomentumSchedule("byol", base_momentum, final_momentum)
         self.projector = mlp([backbone.dim, hidden_dim, out_dim])
         self.predictor = mlp([out_dim, pred_hidden_dim, out_dim])
         self.embedding_dim = out_dim
         self.teacher = frozen_copy(nn.Sequential(backbone, self.projector))
 
-    def momentum_at(self, progress: float) -> float:
-        """Teacher momentum at a fraction `progress` of training: 1 - (1 - base) (cos(pi progress) + 1) / 2."""
-        return cosine(progress, self.base_momentum, self.final_momentum)
-
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
-        x = torch.cat(batch.views[:2])  # (2B, C, H, W): both views in one pass
+        x = cat(batch.views[:2])  # (2B, ...): both views in one pass
         h = self.backbone(x)  # (2B, D)
         z = self.projector(h)  # (2B, out_dim)
         p1, p2 = self.predictor(z).chunk(2)  # (B, out_dim) each

@@ -8,6 +8,7 @@ from ..errors import ConfigError
 from ..heads import mlp
 from ..losses.contrastive import dcl, dclw
 from ..registry import register
+from ..samples import cat
 from .base import Batch, Method
 
 
@@ -36,7 +37,7 @@ class DCL(Method):
         return dcl(z1, z2, self.temperature)
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
-        h = self.backbone(torch.cat(batch.views[:2]))  # (2B, D)
+        h = self.backbone(cat(batch.views[:2]))  # (2B, D)
         z = self.projector(h)  # (2B, out_dim)
         z1, z2 = z.chunk(2)  # (B, out_dim) each
         return {"loss": self.loss(z1, z2), "features": h, "embeddings": z}

@@ -2,47 +2,16 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from ..heads import mlp
+from ..heads import DINOHead
 from ..losses.distillation import dino_center, dino_loss
 from ..registry import register
-from ..schedules import cosine
-from .base import Batch, Method
-from .ema import ema_update, frozen_copy
-
-
-class DINOHead(nn.Module):
-    """(B, D) -> (B, K): ``mlp([D, hidden, hidden, bottleneck])`` with GELU and no norm, L2-normalize,
-    then a weight-normalized Linear without bias to K prototypes.
-
-    With ``norm_last_layer`` (the paper's default) the weight norm's gain is fixed at 1, so the last
-    layer is ``x @ normalize(v, dim=1).T``: a cosine to each prototype; otherwise a learned gain per
-    prototype multiplies it. ``use_bn`` puts BatchNorm after the hidden Linears (an option of the
-    official code, off by default).
-    """
-
-    def __init__(self, in_dim: int, out_dim: int, hidden_dim: int = 2048, bottleneck_dim: int = 256,
-                 norm_last_layer: bool = True, use_bn: bool = False):
-        super().__init__()
-        self.mlp = mlp([in_dim, hidden_dim, hidden_dim, bottleneck_dim], norm="bn" if use_bn else None, act=nn.GELU)
-        self.prototypes = nn.Parameter(torch.empty(out_dim, bottleneck_dim))  # (K, bottleneck), the direction v
-        nn.init.trunc_normal_(self.prototypes, std=0.02)
-        self.gain = None if norm_last_layer else nn.Parameter(torch.ones(out_dim))  # (K,), the weight norm's g
-
-    def forward(self, x: torch.Tensor, freeze_last_layer: bool = False) -> torch.Tensor:
-        x = self.mlp(x)  # (B, bottleneck)
-        # The cosines are divided by temperatures down to 0.04: in bf16 a rounding error of 0.004 would
-        # become 0.1 in a logit, so the last layer runs in float32 (it is small next to the MLP).
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            x = F.normalize(x.float(), dim=-1)
-            v = self.prototypes.detach() if freeze_last_layer else self.prototypes
-            w = F.normalize(v, dim=1)  # (K, bottleneck)
-            if self.gain is not None:
-                w = w * (self.gain.detach() if freeze_last_layer else self.gain)[:, None]
-            return x @ w.T  # (B, K)
+from ..samples import cat
+from ..schedules import linear_warmup
+from .base import Batch, Method, encode_views
+from .ema import MomentumSchedule, ema_update, frozen_copy
 
 
 @register("method", "dino")
@@ -77,6 +46,7 @@ class DINO(Method):
     family = "distillation"
     aux_outputs = ("features",)  # what auxiliaries can read from its forward (see methods.base)
     views = {"n_global": 2, "n_local": 6}
+    view_limits = {"n_global": (2, 2), "n_local": (0, None)}
 
     def __init__(self, backbone: nn.Module, hidden_dim: int = 2048, bottleneck_dim: int = 256, out_dim: int = 4096,
                  norm_last_layer: bool = True, student_temperature: float = 0.1,
@@ -89,16 +59,13 @@ class DINO(Method):
             raise ConfigError(f"dino temperatures must be positive, got student {student_temperature}, "
                               f"teacher {warmup_teacher_temperature} -> {teacher_temperature}.",
                               "use e.g. student_temperature=0.1, teacher 0.04 -> 0.07.")
-        if not 0.0 <= base_momentum <= final_momentum <= 1.0:
-            raise ConfigError(f"dino needs 0 <= base_momentum <= final_momentum <= 1, got {base_momentum}, {final_momentum}.",
-                              "use e.g. base_momentum=0.99, final_momentum=1.0.")
         if not 0.0 <= center_momentum < 1.0 or not 0.0 <= teacher_temperature_warmup <= 1.0:
             raise ConfigError(f"dino needs center_momentum in [0, 1) and teacher_temperature_warmup in [0, 1], got "
                               f"{center_momentum}, {teacher_temperature_warmup}.", "use e.g. 0.9 and 0.3.")
         self.student_temperature = student_temperature
         self.warmup_teacher_temperature, self.teacher_temperature = warmup_teacher_temperature, teacher_temperature
         self.teacher_temperature_warmup, self.center_momentum = teacher_temperature_warmup, center_momentum
-        self.base_momentum, self.final_momentum = base_momentum, final_momentum
+        self.momentum_at = MomentumSchedule("dino", base_momentum, final_momentum)
         self.freeze_last_layer = freeze_last_layer
         self.head = DINOHead(backbone.dim, out_dim, hidden_dim, bottleneck_dim, norm_last_layer, use_bn_in_head)
         self.teacher = frozen_copy(nn.Sequential(backbone, self.head))
@@ -106,31 +73,22 @@ class DINO(Method):
 
     def teacher_temperature_at(self, progress: float) -> float:
         """Linear from the warmup temperature (progress 0) to the final one (progress `teacher_temperature_warmup`)."""
-        warm = self.teacher_temperature_warmup
-        frac = 1.0 if warm == 0 else min(max(progress / warm, 0.0), 1.0)
-        return self.warmup_teacher_temperature + (self.teacher_temperature - self.warmup_teacher_temperature) * frac
-
-    def momentum_at(self, progress: float) -> float:
-        """Teacher momentum: cosine from `base_momentum` (progress 0) to `final_momentum` (progress 1)."""
-        return cosine(progress, self.base_momentum, self.final_momentum)
+        return linear_warmup(progress, self.warmup_teacher_temperature, self.teacher_temperature,
+                             self.teacher_temperature_warmup)
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
-        n_global = self.views["n_global"]
-        globals_, locals_ = torch.cat(batch.views[:n_global]), batch.views[n_global:]  # (2B, C, S, S)
-        B = batch.views[0].shape[0]
-        feats = [self.backbone(globals_)]  # one backbone pass per resolution
-        if locals_:
-            feats.append(self.backbone(torch.cat(locals_)))  # (n_local B, D)
+        n_global, B = batch.n_global, batch.size
+        h, feats = encode_views(self.backbone, batch)  # (2B, D), (V B, D): one backbone pass per resolution
         freeze = batch.progress < self.freeze_last_layer
-        student = self.head(torch.cat(feats), freeze_last_layer=freeze).view(len(batch.views), B, -1)  # (V, B, K)
+        student = self.head(feats, freeze_last_layer=freeze).view(len(batch.views), B, -1)  # (V, B, K)
         with torch.no_grad():
-            teacher = self.teacher(globals_).view(n_global, B, -1)  # (2, B, K)
+            teacher = self.teacher(cat(batch.views[:n_global])).view(n_global, B, -1)  # (2, B, K)
         temperature = self.teacher_temperature_at(batch.progress)
         loss = dino_loss(student, teacher, self.center, self.student_temperature, temperature)
         if self.training:
             self.center.copy_(dino_center(self.center, teacher, self.center_momentum))
         # The head's output is K prototype scores, not an embedding; auxiliaries get the features only.
-        return {"loss": loss, "teacher_temperature": torch.tensor(temperature), "features": feats[0]}
+        return {"loss": loss, "teacher_temperature": torch.tensor(temperature), "features": h}
 
     @torch.no_grad()
     def on_step_end(self, progress: float) -> None:

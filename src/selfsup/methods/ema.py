@@ -1,10 +1,32 @@
-"""Momentum (EMA) teachers, shared by BYOL and the other self-distillation methods."""
+"""Momentum (EMA) teachers, shared by BYOL and the other self-distillation methods: the frozen
+copy, the fused update, and the momentum schedule with its range check."""
 from __future__ import annotations
 
 import copy
 
 import torch
 from torch import nn
+
+from ..errors import ConfigError
+from ..schedules import cosine
+
+
+class MomentumSchedule:
+    """The teacher momentum at a fraction `progress` of training: a half-cosine from `base` (progress
+    0) to `final` (progress 1), as in BYOL (Grill et al., NeurIPS 2020): 1 - (1 - base)(cos(pi p) + 1)/2
+    for final = 1. Call it with the progress; `owner` names the method in the range error."""
+
+    def __init__(self, owner: str, base: float, final: float = 1.0):
+        if not 0.0 <= base <= final <= 1.0:
+            raise ConfigError(f"{owner} needs 0 <= base_momentum <= final_momentum <= 1, got {base}, {final}.",
+                              "use e.g. base_momentum=0.99, final_momentum=1.0.")
+        self.base, self.final = float(base), float(final)
+
+    def __call__(self, progress: float) -> float:
+        return cosine(progress, self.base, self.final)
+
+    def __repr__(self) -> str:
+        return f"MomentumSchedule({self.base} -> {self.final})"
 
 
 def frozen_copy(module: nn.Module) -> nn.Module:

@@ -8,7 +8,7 @@ from ..errors import ConfigError
 from ..heads import mlp
 from ..losses.sorting import NETWORKS, RELAXATIONS, groco_groups, group_order_loss
 from ..registry import register
-from .base import Batch, Method
+from .base import Batch, Method, encode_views
 
 
 @register("method", "groco")
@@ -42,6 +42,7 @@ class GroCo(Method):
              "with Group Ordering Constraints. ICCV 2023, arXiv:2301.02009")
     family = "contrastive"
     views = {"n_global": 2, "n_local": 0}
+    view_limits = {"n_global": (2, None), "n_local": (0, None)}
 
     def __init__(self, backbone: nn.Module, hidden_dim: int | None = None, out_dim: int = 2048, n_negatives: int = 10,
                  steepness: float = 1.0, relaxation: str = "cauchy", network: str = "odd_even",
@@ -62,18 +63,12 @@ class GroCo(Method):
         self.embedding_dim = out_dim
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
-        B, size = batch.views[0].shape[0], batch.views[0].shape[-2:]
-        n_global = next((i for i, v in enumerate(batch.views) if v.shape[-2:] != size), len(batch.views))
-        if n_global < 2:
-            raise ConfigError(f"groco needs at least two global views, got {n_global}.", "set views.n_global=2 or more.")
+        B, n_global = batch.size, batch.n_global
         if B <= self.n_negatives:
             raise ConfigError(f"groco takes the {self.n_negatives} hardest negatives per anchor, but a batch of {B} "
                               f"has only {B - 1}.", f"use train.batch_size > {self.n_negatives} or a smaller n_negatives.")
-        h = self.backbone(torch.cat(batch.views[:n_global]))  # (n_global B, D)
-        feats = [h]
-        if len(batch.views) > n_global:  # local crops: one more backbone pass at their resolution
-            feats.append(self.backbone(torch.cat(batch.views[n_global:])))  # (n_local B, D)
-        z = self.projector(torch.cat(feats))  # (V B, out_dim)
+        h, feats = encode_views(self.backbone, batch)  # (n_global B, D), (V B, D): local crops in a second pass
+        z = self.projector(feats)  # (V B, out_dim)
         groups = groco_groups(z.view(len(batch.views), B, -1), n_global, self.n_negatives, self.stop_grad)
         loss = sum(group_order_loss(scores, p, self.network, self.relaxation, self.steepness, self.art_lambda).sum()
                    for scores, p in groups) / z.shape[0]

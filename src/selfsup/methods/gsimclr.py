@@ -1,29 +1,21 @@
 """G-SimCLR: SimCLR whose negatives leave out the images that share a k-means pseudo-label."""
 from __future__ import annotations
 
-import contextlib
 import sys
 import time
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
 from ..heads import mlp
 from ..losses.contrastive import masked_nt_xent, nt_xent
+from ..pseudolabels import FIRST_STAGES, pseudo_labels
 from ..registry import register
+from ..samples import cat
 from .base import Batch, Method, TrainData
-
-FIRST_STAGES = ("dae", "pixels")
-MAX_SIZE = 32  # the first stage sees images shrunk to at most 32 x 32 (area averaging): its cost does not grow with H, W
-PCA_DIMS = 50  # "pixels": principal components kept
-KMEANS_N_INIT = 3  # k-means restarts (sklearn keeps the one with the lowest inertia)
-DAE_BATCH, DAE_LR, DAE_WIDTHS, DAE_LATENT = 128, 1e-3, (16, 32, 64), 32
-CHUNK = 4096  # images per chunk when normalizing / extracting features
 
 
 @register("method", "gsimclr")
@@ -55,7 +47,7 @@ class GSimCLR(Method):
     fraction of negatives that share the anchor's pseudo-label (removed unless ``mask=False``,
     which trains plain SimCLR on the same pseudo-labels, an ablation).
 
-    First stages (``first_stage``):
+    First stages (``first_stage``; stage one lives in ``selfsup.pseudolabels``):
 
     - "dae", the paper's: a small convolutional denoising autoencoder trained here for
       ``first_stage_steps`` Adam steps (lr 1e-3, batches of 128) to reconstruct normalized images
@@ -92,7 +84,7 @@ class GSimCLR(Method):
     fraction of a CPU run.
     """
 
-    modalities = ("image",)  # works on images only (see the docstring)
+    requires = ("pixels",)  # the first stage learns from pixels (see the docstring)
     paper = ("Chakraborty, Gosthipaty, Paul. G-SimCLR: Self-Supervised Contrastive Learning with Guided "
              "Projection via Pseudo Labelling. ICDM Workshops 2020, arXiv:2009.12007")
     family = "contrastive"
@@ -129,14 +121,13 @@ class GSimCLR(Method):
 
     @torch.no_grad()
     def prepare(self, data: TrainData) -> None:
-        n = len(data.images)
+        n = len(data.samples)
         if n < self.n_clusters:
             raise ConfigError(f"gsimclr has n_clusters={self.n_clusters} but the training set has only {n} images.",
                               f"use method.n_clusters={max(2, n // 10)} or fewer, or more data.")
         start = time.perf_counter()
-        features = first_stage_features(data, self.first_stage, self.first_stage_steps, self.noise_std,
-                                        self.cluster_seed)  # (N, F) float32 on the CPU
-        labels = kmeans(features, self.n_clusters, self.cluster_seed)  # (N,)
+        labels = pseudo_labels(data, self.first_stage, self.n_clusters, self.first_stage_steps, self.noise_std,
+                               self.cluster_seed)  # (N,): first-stage features, then k-means (selfsup.pseudolabels)
         self.pseudo_labels = labels.to(self.pseudo_labels.device)
         print(f"gsimclr: {n} images -> {self.n_clusters} pseudo-labels ({self.first_stage} + k-means) "
               f"in {time.perf_counter() - start:.1f}s", file=sys.stderr)
@@ -163,7 +154,7 @@ class GSimCLR(Method):
         return self.pseudo_labels[batch.index.to(self.pseudo_labels.device)]
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
-        h = self.backbone(torch.cat(batch.views[:2]))  # (2B, D)
+        h = self.backbone(cat(batch.views[:2]))  # (2B, D)
         z = self.projector(h)  # (2B, out_dim)
         z1, z2 = z.chunk(2)  # (B, out_dim) each
         B = z1.shape[0]
@@ -176,149 +167,3 @@ class GSimCLR(Method):
         else:
             loss = nt_xent(z1, z2, temperature=self.temperature)
         return {"loss": loss, "masked_frac": masked_frac.detach(), "features": h, "embeddings": z}
-
-
-# ---------------------------------------------------------------------- first stages
-
-@contextlib.contextmanager
-def _cpu_threads(device: torch.device, threads: int = 1):
-    """On a CPU, run the block on `threads` torch threads and restore the setting afterwards."""
-    before = torch.get_num_threads()
-    if device.type != "cpu" or before == threads:
-        yield
-        return
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def _normalized(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """uint8 (B, C, H, W) -> float (B, C, h, w): scaled to [0, 1], normalized, shrunk to at most MAX_SIZE."""
-    x = (images.float() / 255 - mean) / std
-    h, w = x.shape[-2:]
-    if h > MAX_SIZE or w > MAX_SIZE:
-        x = F.interpolate(x, size=(min(h, MAX_SIZE), min(w, MAX_SIZE)), mode="area")
-    return x
-
-
-def _stats(data: TrainData) -> tuple[torch.Tensor, torch.Tensor]:
-    device = data.images.device
-    mean = torch.tensor(data.mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
-    std = torch.tensor(data.std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
-    return mean, std
-
-
-def first_stage_features(data: TrainData, first_stage: str, steps: int, noise_std: float, seed: int) -> torch.Tensor:
-    """(N, F) float32 CPU features of every training image from the named first stage."""
-    if first_stage in FIRST_STAGES:
-        with _cpu_threads(data.images.device):  # small kernels (and eigh: 0.1 s vs 7 s measured) on one thread
-            if first_stage == "pixels":
-                return pixel_pca(data, PCA_DIMS)
-            return dae_features(train_dae(data, steps, noise_std, seed), data)
-    from ..encoder import load_encoder
-    from ..evaluation.features import extract_features
-
-    encoder = load_encoder(first_stage, device=data.images.device)
-    if encoder.mean.shape[1] != data.images.shape[1]:
-        raise ConfigError(f"gsimclr first_stage encoder '{first_stage}' takes {encoder.mean.shape[1]}-channel images, "
-                          f"the training set has {data.images.shape[1]} channels.",
-                          "use an encoder trained on images like these, or first_stage=dae.")
-    return F.normalize(extract_features(encoder, data.images, device=data.images.device), dim=1)
-
-
-def pixel_pca(data: TrainData, dims: int) -> torch.Tensor:
-    """Projections of the normalized pixels on their top `dims` principal components, (N, dims) float32 CPU."""
-    mean, std = _stats(data)
-    n = len(data.images)
-    total, gram = None, None
-    for start in range(0, n, CHUNK):  # float32 products per chunk, summed in float64
-        x = _normalized(data.images[start:start + CHUNK], mean, std).flatten(1)  # (b, P)
-        total = x.double().sum(0) if total is None else total + x.double().sum(0)
-        gram = (x.T @ x).double() if gram is None else gram + (x.T @ x).double()
-    center = total / n  # (P,)
-    cov = gram / n - center[:, None] * center[None, :]  # (P, P)
-    _, vectors = torch.linalg.eigh(cov)  # ascending eigenvalues
-    top = vectors[:, -min(dims, cov.shape[0]):].flip(1).float()  # (P, dims)
-    out = [((_normalized(data.images[s:s + CHUNK], mean, std).flatten(1) - center.float()) @ top).cpu()
-           for s in range(0, n, CHUNK)]
-    return torch.cat(out)
-
-
-def _block(c_in: int, c_out: int, transposed: bool = False) -> nn.ModuleList:
-    conv = (nn.ConvTranspose2d if transposed else nn.Conv2d)(c_in, c_out, 3, stride=2, padding=1, bias=False)
-    return nn.ModuleList([conv, nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)])
-
-
-class DenoisingAutoencoder(nn.Module):
-    """Three stride-2 conv blocks -> linear bottleneck (the features) -> mirrored transposed convs."""
-
-    def __init__(self, channels: int, height: int, width: int, widths=DAE_WIDTHS, latent: int = DAE_LATENT):
-        super().__init__()
-        self.sizes = [(height, width)]
-        for _ in widths:  # a 3x3 stride-2 conv with padding 1 maps n to ceil(n / 2)
-            h, w = self.sizes[-1]
-            self.sizes.append(((h + 1) // 2, (w + 1) // 2))
-        self.widths = widths
-        ins = (channels, *widths[:-1])
-        self.down = nn.ModuleList(_block(i, o) for i, o in zip(ins, widths))
-        h, w = self.sizes[-1]
-        self.to_latent = nn.Linear(widths[-1] * h * w, latent)
-        self.from_latent = nn.Linear(latent, widths[-1] * h * w)
-        self.up = nn.ModuleList(_block(o, i, transposed=True) for i, o in zip(ins[1:][::-1], widths[1:][::-1]))
-        self.out = nn.ConvTranspose2d(widths[0], channels, 3, stride=2, padding=1)
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        for conv, norm, act in self.down:
-            x = act(norm(conv(x)))
-        return self.to_latent(x.flatten(1))  # (B, latent)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = self.sizes[-1]
-        y = F.relu(self.from_latent(self.encode(x))).view(len(x), self.widths[-1], h, w)
-        for (conv, norm, act), size in zip(self.up, self.sizes[-2:0:-1]):
-            y = act(norm(conv(y, output_size=size)))
-        return self.out(y, output_size=self.sizes[0])  # (B, C, H, W), normalized pixel units
-
-
-def train_dae(data: TrainData, steps: int, noise_std: float, seed: int) -> DenoisingAutoencoder:
-    """Train the denoising autoencoder on the normalized images; everything random comes from `seed`."""
-    device = data.images.device
-    mean, std = _stats(data)
-    _, c, h, w = _normalized(data.images[:1], mean, std).shape
-    with torch.random.fork_rng(devices=[]):  # seeded initial weights, the global RNG left as it was
-        torch.manual_seed(seed)
-        dae = DenoisingAutoencoder(c, h, w)
-    dae.to(device).train()
-    order = torch.Generator().manual_seed(seed)
-    noise = torch.Generator(device=device).manual_seed(seed + 1)
-    optimizer = torch.optim.Adam(dae.parameters(), lr=DAE_LR)
-    batch = min(DAE_BATCH, len(data.images))
-    with torch.enable_grad():
-        for _ in range(steps):
-            index = torch.randint(len(data.images), (batch,), generator=order).to(device)
-            clean = _normalized(data.images[index], mean, std)  # (b, C, h, w)
-            noisy = clean + noise_std * torch.randn(clean.shape, generator=noise, device=device)
-            loss = F.mse_loss(dae(noisy), clean)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-    return dae.eval()
-
-
-@torch.no_grad()
-def dae_features(dae: DenoisingAutoencoder, data: TrainData) -> torch.Tensor:
-    """The bottleneck of every clean image, (N, latent) float32 CPU."""
-    mean, std = _stats(data)
-    return torch.cat([dae.encode(_normalized(data.images[s:s + CHUNK], mean, std)).float().cpu()
-                      for s in range(0, len(data.images), CHUNK)])
-
-
-def kmeans(features: torch.Tensor, k: int, seed: int) -> torch.Tensor:
-    """scikit-learn k-means (k-means++ init, ``n_init=3``, ``random_state=seed``): cluster ids (N,) int64."""
-    from sklearn.cluster import KMeans
-
-    x = features.double().numpy()
-    labels = KMeans(n_clusters=k, n_init=KMEANS_N_INIT, random_state=seed).fit_predict(x)
-    return torch.from_numpy(np.asarray(labels, dtype=np.int64))

@@ -29,7 +29,7 @@ class MAE(Method):
     The mask noise comes from the global torch RNG, which the trainer seeds at every step.
     """
 
-    modalities = ("image",)  # works on images only (see the docstring)
+    requires = ("tokens",)  # a backbone that encodes a subset of its patch tokens (see the docstring)
     paper = ("He, Chen, Xie, Li, Dollár, Girshick. Masked Autoencoders Are Scalable Vision Learners. "
              "CVPR 2022, arXiv:2111.06377")
     family = "masked"

@@ -8,6 +8,7 @@ from ..errors import ConfigError
 from ..losses.precision import full_precision
 from ..losses.redundancy import cross_correlation, off_diagonal_loss, on_diagonal_loss, standardize
 from ..registry import register
+from ..samples import cat
 from .barlow_twins import BarlowTwins
 from .base import Batch
 
@@ -61,7 +62,7 @@ class MixedBarlowTwins(BarlowTwins):
     and ``lambda_offdiag`` keeps ``barlow_twins``' 5e-3 (they use 1/128 with 1024 dimensions).
     """
 
-    modalities = ("image",)  # mixing table rows would average category codes
+    requires = ("mixable",)  # mixing table rows would average category codes
     paper = ("Bandara, De Melo, Patel. Guarding Barlow Twins Against Overfitting with Mixed Samples. "
              "arXiv:2312.02151, 2023")
 
@@ -82,7 +83,7 @@ class MixedBarlowTwins(BarlowTwins):
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         x1, x2 = batch.views[0], batch.views[1]
-        h = self.backbone(torch.cat([x1, x2]))  # (2B, D): both views in one pass, as barlow_twins
+        h = self.backbone(cat([x1, x2]))  # (2B, D): both views in one pass, as barlow_twins
         z = self.projector(h)  # (2B, out_dim)
         z1, z2 = z.chunk(2)  # (B, out_dim) each
         c = cross_correlation(z1, z2)  # (out_dim, out_dim)
@@ -90,7 +91,7 @@ class MixedBarlowTwins(BarlowTwins):
         out = {"on_diag": on_diag.detach(), "off_diag": off_diag.detach(), "features": h, "embeddings": z}
         loss = on_diag + self.lambda_offdiag * off_diag
         if self.reg_scale > 0:  # reg_scale=0 is plain barlow_twins, without the extra pass
-            lam, perm = self.draw_mix(x1.shape[0])
+            lam, perm = self.draw_mix(batch.size)
             perm = perm.to(x1.device)
             zm = self.projector(self.backbone(lam * x1 + (1 - lam) * x2[perm]))  # (B, out_dim): the extra pass
             reg = mixup_regularizer(z1, z2, zm, perm, lam)

@@ -9,6 +9,7 @@ from ..errors import ConfigError
 from ..heads import mlp
 from ..losses.contrastive import info_nce
 from ..registry import register
+from ..samples import cat
 from .base import Batch, Method
 from .ema import ema_update, frozen_copy
 from .queue import FeatureQueue
@@ -53,14 +54,14 @@ class MoCoV2(Method):
         self._new_keys: torch.Tensor | None = None  # this step's keys, enqueued after the optimizer step
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
-        x1, x2 = batch.views[:2]  # (B, C, H, W) each
-        n_keys = 2 * x1.shape[0] if self.symmetric else x1.shape[0]
+        x1, x2 = batch.views[:2]  # (B, ...) each
+        n_keys = 2 * batch.size if self.symmetric else batch.size
         if n_keys > self.queue.size:
             raise ConfigError(f"moco_v2 enqueues {n_keys} keys a step, more than queue_size={self.queue.size}.",
                               f"set method.queue_size to at least {n_keys} (a multiple of it, e.g. {16 * n_keys}).")
         negatives = self.queue.entries  # (Q, D): this step's keys join only after the optimizer step
         if self.symmetric:
-            x = torch.cat([x1, x2])  # (2B, C, H, W)
+            x = cat([x1, x2])  # (2B, ...)
             h = self.backbone(x)  # (2B, D)
             z = self.projector(h)  # (2B, out_dim)
             q1, q2 = z.chunk(2)  # (B, out_dim) each

@@ -8,9 +8,9 @@ from ..errors import ConfigError
 from ..heads import mlp
 from ..losses.contrastive import moco_v3_loss
 from ..registry import register
-from ..schedules import cosine
+from ..samples import cat
 from .base import Batch, Method
-from .ema import ema_update, frozen_copy
+from .ema import MomentumSchedule, ema_update, frozen_copy
 
 
 @register("method", "moco_v3")
@@ -39,23 +39,16 @@ class MoCoV3(Method):
             raise ConfigError(f"moco_v3 temperature must be positive, got {temperature}.", "use 1.0 (ResNet) or 0.2 (ViT).")
         if proj_layers < 2:
             raise ConfigError(f"moco_v3 proj_layers must be at least 2, got {proj_layers}.", "use 2 (ResNet) or 3 (ViT).")
-        if not 0.0 <= base_momentum <= final_momentum <= 1.0:
-            raise ConfigError(f"moco_v3 needs 0 <= base_momentum <= final_momentum <= 1, got {base_momentum}, {final_momentum}.",
-                              "use e.g. base_momentum=0.99, final_momentum=1.0.")
         self.temperature = temperature
-        self.base_momentum, self.final_momentum = base_momentum, final_momentum
+        self.momentum_at = MomentumSchedule("moco_v3", base_momentum, final_momentum)
         dims = [backbone.dim] + [hidden_dim] * (proj_layers - 1) + [out_dim]
         self.projector = mlp(dims, last_norm="bn_noaffine", bias_last=False)
         self.predictor = mlp([out_dim, hidden_dim, out_dim], bias_last=False)
         self.embedding_dim = out_dim
         self.momentum_encoder = frozen_copy(nn.Sequential(backbone, self.projector))
 
-    def momentum_at(self, progress: float) -> float:
-        """1 - (1 - base) (cos(pi progress) + 1) / 2: base at the start, final at the end."""
-        return cosine(progress, self.base_momentum, self.final_momentum)
-
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
-        x = torch.cat(batch.views[:2])  # (2B, C, H, W)
+        x = cat(batch.views[:2])  # (2B, ...)
         h = self.backbone(x)  # (2B, D)
         z = self.projector(h)  # (2B, out_dim)
         q1, q2 = self.predictor(z).chunk(2)  # (B, out_dim) each

@@ -9,9 +9,9 @@ from ..errors import ConfigError
 from ..heads import mlp
 from ..losses.dynamics import brownian_directions, brownian_loss, multiview_centroid_loss, singular_value_loss
 from ..registry import register
-from ..schedules import cosine
+from ..samples import cat
 from .base import Batch, Method
-from .ema import ema_update, frozen_copy
+from .ema import MomentumSchedule, ema_update, frozen_copy
 
 
 @register("method", "msbreg")
@@ -40,42 +40,32 @@ class MSBReg(Method):
     weights 1 / 1 / 0.1 and V = 4 views are this implementation's choices, not numbers read from the
     paper; check them against it before quoting results as the paper's. Heads (2048 hidden, 256 out)
     and momentum (cosine 0.99 -> 1) follow this package's BYOL defaults for small data and short runs.
-    Set ``views.n_global`` to change V (at least 2); local views, if any, are ignored.
+    Set ``views.n_global`` to change V (at least 2); it takes no local views.
     """
 
     paper = ("Moon, Buracas, Park, Kim, Canny. An Embedding-Dynamic Approach to Self-supervised Learning. "
              "WACV 2024, arXiv:2207.03552")
     family = "distillation"
     views = {"n_global": 4, "n_local": 0}
+    view_limits = {"n_global": (2, None), "n_local": (0, 0)}
 
     def __init__(self, backbone: nn.Module, hidden_dim: int = 2048, out_dim: int = 256, pred_hidden_dim: int = 2048,
                  centroid_weight: float = 1.0, singular_weight: float = 1.0, brownian_weight: float = 0.1,
                  base_momentum: float = 0.99, final_momentum: float = 1.0):
         super().__init__(backbone)
-        if not 0.0 <= base_momentum <= final_momentum <= 1.0:
-            raise ConfigError(f"msbreg needs 0 <= base_momentum <= final_momentum <= 1, got {base_momentum}, {final_momentum}.",
-                              "use e.g. base_momentum=0.99, final_momentum=1.0.")
         if min(centroid_weight, singular_weight, brownian_weight) < 0:
             raise ConfigError(f"msbreg weights must be >= 0, got centroid {centroid_weight}, singular {singular_weight}, "
                               f"brownian {brownian_weight}.", "use e.g. 1.0, 1.0 and 0.1.")
         self.centroid_weight, self.singular_weight, self.brownian_weight = centroid_weight, singular_weight, brownian_weight
-        self.base_momentum, self.final_momentum = base_momentum, final_momentum
+        self.momentum_at = MomentumSchedule("msbreg", base_momentum, final_momentum)
         self.projector = mlp([backbone.dim, hidden_dim, out_dim])
         self.predictor = mlp([out_dim, pred_hidden_dim, out_dim])
         self.embedding_dim = out_dim
         self.teacher = frozen_copy(nn.Sequential(backbone, self.projector))
 
-    def momentum_at(self, progress: float) -> float:
-        """Target momentum: cosine from `base_momentum` (progress 0) to `final_momentum` (progress 1)."""
-        return cosine(progress, self.base_momentum, self.final_momentum)
-
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
-        size = batch.views[0].shape[-2:]
-        views = [v for v in batch.views if v.shape[-2:] == size]  # the global views
-        V, B = len(views), views[0].shape[0]
-        if V < 2:
-            raise ConfigError(f"msbreg needs at least 2 global views, got {V}.", "set views.n_global >= 2 (default 4).")
-        x = torch.cat(views)  # (V B, C, H, W): one pass for all views
+        V, B = batch.n_global, batch.size
+        x = cat(batch.views[:V])  # (V B, ...): one pass for all global views
         h = self.backbone(x)  # (V B, D)
         z = self.projector(h)  # (V B, out_dim)
         p = self.predictor(z).view(V, B, -1)  # (V, B, out_dim)

@@ -6,14 +6,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from ..heads import mlp
+from ..heads import DINOHead, mlp
 from ..losses.contrastive import multi_crop_info_nce
 from ..losses.distillation import dino_center, mugs_group_loss
 from ..registry import register
-from ..schedules import cosine
-from .base import Batch, Method
-from .dino import DINOHead
-from .ema import ema_update, frozen_copy
+from ..samples import cat
+from ..schedules import linear_warmup
+from .base import Batch, Method, encode_views
+from .ema import MomentumSchedule, ema_update, frozen_copy
 from .queue import FeatureQueue
 
 
@@ -125,6 +125,7 @@ class Mugs(Method):
     family = "distillation"
     aux_outputs = ("features",)  # the heads' outputs are not one embedding; auxiliaries get the features
     views = {"n_global": 2, "n_local": 6}
+    view_limits = {"n_global": (2, 2), "n_local": (0, None)}
 
     def __init__(self, backbone: nn.Module, hidden_dim: int = 512, out_dim: int = 128, pred_hidden_dim: int = 512,
                  bottleneck_dim: int = 128, n_prototypes: int = 1024, queue_size: int = 4096, memory_size: int = 4096,
@@ -146,9 +147,6 @@ class Mugs(Method):
         if min(weights) < 0 or sum(weights) <= 0:
             raise ConfigError(f"mugs loss weights must be >= 0 with a positive sum, got {weights}.",
                               "use e.g. instance_weight=local_group_weight=group_weight=1.")
-        if not 0.0 <= base_momentum <= final_momentum <= 1.0:
-            raise ConfigError(f"mugs needs 0 <= base_momentum <= final_momentum <= 1, got {base_momentum}, {final_momentum}.",
-                              "use e.g. base_momentum=0.99, final_momentum=1.0.")
         if not 0.0 <= center_momentum < 1.0 or not 0.0 <= teacher_temperature_warmup <= 1.0:
             raise ConfigError(f"mugs needs center_momentum in [0, 1) and teacher_temperature_warmup in [0, 1], got "
                               f"{center_momentum}, {teacher_temperature_warmup}.", "use e.g. 0.9 and 0.0.")
@@ -165,7 +163,7 @@ class Mugs(Method):
         self.warmup_teacher_temperature, self.teacher_temperature = warmup_teacher_temperature, teacher_temperature
         self.teacher_temperature_warmup, self.center_momentum = teacher_temperature_warmup, center_momentum
         self.weights = weights
-        self.base_momentum, self.final_momentum = base_momentum, final_momentum
+        self.momentum_at = MomentumSchedule("mugs", base_momentum, final_momentum)
         self.freeze_last_layer = freeze_last_layer
         norm = "bn" if use_bn_in_head else None
         self.instance_projector = mlp([D, hidden_dim, hidden_dim, out_dim], norm=norm, act=nn.GELU)
@@ -190,13 +188,8 @@ class Mugs(Method):
 
     def teacher_temperature_at(self, progress: float) -> float:
         """Linear from the warmup temperature (progress 0) to the final one (progress `teacher_temperature_warmup`)."""
-        warm = self.teacher_temperature_warmup
-        frac = 1.0 if warm == 0 else min(max(progress / warm, 0.0), 1.0)
-        return self.warmup_teacher_temperature + (self.teacher_temperature - self.warmup_teacher_temperature) * frac
-
-    def momentum_at(self, progress: float) -> float:
-        """Teacher momentum: cosine from `base_momentum` (progress 0) to `final_momentum` (progress 1)."""
-        return cosine(progress, self.base_momentum, self.final_momentum)
+        return linear_warmup(progress, self.warmup_teacher_temperature, self.teacher_temperature,
+                             self.teacher_temperature_warmup)
 
     def local_group(self, net: nn.ModuleDict, h: torch.Tensor, memory: FeatureQueue) -> torch.Tensor:
         """(N, D) features -> (N, D) local-group features: aggregated with their top-k neighbours in `memory`."""
@@ -204,16 +197,12 @@ class Mugs(Method):
         return net["relation"](h, neighbours, found)
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
-        n_global = self.views["n_global"]
-        B, V = batch.views[0].shape[0], len(batch.views)
+        n_global, B, V = batch.n_global, batch.size, len(batch.views)
         if n_global * B > self.instance_queue.size:
             raise ConfigError(f"mugs enqueues {n_global * B} teacher embeddings a step, more than queue_size={self.instance_queue.size}.",
                               f"set method.queue_size to at least {n_global * B} (a multiple of it, e.g. {16 * n_global * B}).")
-        globals_, locals_ = torch.cat(batch.views[:n_global]), batch.views[n_global:]  # (2B, C, S, S)
-        feats = [self.backbone(globals_)]  # one backbone pass per resolution
-        if locals_:
-            feats.append(self.backbone(torch.cat(locals_)))  # (n_local B, D)
-        h = torch.cat(feats)  # (V B, D)
+        globals_ = cat(batch.views[:n_global])  # (2B, ...)
+        h_global, h = encode_views(self.backbone, batch)  # (2B, D), (V B, D): one backbone pass per resolution
         student = self._student()
         instance = self.instance_predictor(F.normalize(self.instance_projector(h), dim=-1))  # (V B, out_dim)
         local_group = self.local_group_projector(self.local_group(student, h, self.student_memory))
@@ -237,7 +226,7 @@ class Mugs(Method):
             # The queues hold the negatives of this step's graph: they change only after the backward pass.
             self._pending = (h[:B].detach(), ht[:B], t_instance, t_local_group)
         return {"loss": loss, "instance_loss": terms[0].detach(), "local_group_loss": terms[1].detach(),
-                "group_loss": terms[2].detach(), "teacher_temperature": torch.tensor(temperature), "features": feats[0]}
+                "group_loss": terms[2].detach(), "teacher_temperature": torch.tensor(temperature), "features": h_global}
 
     @torch.no_grad()
     def on_step_end(self, progress: float) -> None:

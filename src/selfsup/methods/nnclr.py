@@ -9,6 +9,7 @@ from ..errors import ConfigError
 from ..heads import mlp
 from ..losses.contrastive import nnclr_loss
 from ..registry import register
+from ..samples import cat
 from .base import Batch, Method
 from .queue import FeatureQueue
 
@@ -49,7 +50,7 @@ class NNCLR(Method):
         self._new_entries: torch.Tensor | None = None  # this step's projections, enqueued after the optimizer step
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
-        h = self.backbone(torch.cat(batch.views[:2]))  # (2B, D)
+        h = self.backbone(cat(batch.views[:2]))  # (2B, D)
         z = self.projector(h)  # (2B, out_dim)
         p1, p2 = self.predictor(z).chunk(2)  # (B, out_dim) each
         z1, z2 = z.chunk(2)

@@ -7,44 +7,13 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..heads import mlp
-from ..losses.precision import full_precision
+from ..losses.bow import bow_from_distances, bow_loss, perplexities, squared_distances, trim_border
 from ..registry import register
-from ..schedules import cosine
-from .base import Batch, Method, TrainData
-from .ema import ema_update, frozen_copy
+from .base import Batch, Method, TrainData, encode_views
+from .ema import MomentumSchedule, ema_update, frozen_copy
 
 
 # ---------------------------------------------------------------- BoW targets (teacher side)
-
-def trim_border(maps: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) -> (B, C, H - 2, W - 2): drop the outer ring of locations, whose features see the
-    convolutions' zero padding (as the official code); maps smaller than 3 x 3 are kept whole."""
-    if min(maps.shape[-2:]) < 3:
-        return maps
-    return maps[:, :, 1:-1, 1:-1]
-
-
-@full_precision
-def squared_distances(maps: torch.Tensor, words: torch.Tensor) -> torch.Tensor:
-    """||u - v_k||^2 for every local feature u of maps (B, C, H, W) and word v_k of words (K, C): (B, K, H, W)."""
-    B, C, H, W = maps.shape
-    u = maps.reshape(B, C, H * W)  # (B, C, HW)
-    dist = u.square().sum(1, keepdim=True) + words.square().sum(1)[None, :, None] - 2 * (words @ u)  # (B, K, HW)
-    return dist.clamp_min(0).view(B, -1, H, W)
-
-
-@full_precision
-def bow_from_distances(dist: torch.Tensor, inv_delta: float, mean_min_distance: torch.Tensor) -> torch.Tensor:
-    """Soft-assign each location to the words, max-pool over space, L1-normalize: (B, K, H, W) -> (B, K).
-
-    q_k(u) = softmax_k(-inv_delta * d_k(u) / mu): the temperature mu / inv_delta follows mu, the running
-    mean of each location's distance to its nearest word, so the assignment stays equally soft as the
-    features' scale changes during training.
-    """
-    codes = torch.softmax(dist * (-inv_delta / mean_min_distance), dim=1)  # (B, K, H, W)
-    bow = codes.amax(dim=(2, 3))  # (B, K)
-    return bow / bow.sum(dim=1, keepdim=True)
-
 
 class Vocabulary(nn.Module):
     """K visual words of one feature level, a queue of teacher local features (buffers, in the checkpoint).
@@ -120,29 +89,12 @@ class BoWPredictor(nn.Module):
             return self.kappa * (features.float() @ w.T)
 
 
-@full_precision
-def bow_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of predicted BoW distributions against targets: logits (V, B, K), targets (B, K)
-    -> -sum_k y_k log softmax(logits)_k, averaged over the V views and the B images."""
-    return -(targets * torch.log_softmax(logits, dim=-1)).sum(-1).mean()
-
-
-@torch.no_grad()
-def perplexities(targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, K) L1-normalized BoWs -> (mean per-image perplexity, perplexity of the batch's mean BoW):
-    exp of the entropy, the number of words effectively in use; a batch value near 1 means collapse."""
-    def perplexity(p):
-        return torch.exp(-(p * torch.log(p.clamp_min(1e-12))).sum(-1))
-    targets = targets.float()
-    return perplexity(targets).mean(), perplexity(targets.mean(0))
-
-
 # ---------------------------------------------------------------- the method
 
 @register("method", "obow")
 class OBoW(Method):
     """Teacher: an EMA copy of the backbone (momentum cosine from ``base_momentum`` 0.99 to 1, the
-    paper's). It sees the un-augmented image ``Batch.images`` (normalized with the dataset's mean and
+    paper's). It sees the un-augmented image ``Batch.samples`` (normalized with the dataset's mean and
     std, flipped with probability 1/2) and, for each of the last ``levels`` stages of
     ``backbone.forward_maps`` (1: the last; 2: also the penultimate, the paper's full recipe), builds a
     bag of visual words:
@@ -181,12 +133,13 @@ class OBoW(Method):
     normalizes with the batch's own mean and std.
     """
 
-    modalities = ("image",)  # works on images only (see the docstring)
+    requires = ("pixels", "feature_maps")  # flipped clean images through the teacher's stages (see the docstring)
     paper = ("Gidaris, Bursuc, Puy, Komodakis, Cord, Pérez. OBoW: Online Bag-of-Visual-Words Generation for "
              "Self-Supervised Learning. CVPR 2021, arXiv:2012.11552")
     family = "distillation"
     aux_outputs = ("features",)  # the head outputs word scores, not an embedding
     views = {"n_global": 2, "n_local": 5}
+    view_limits = {"n_global": (2, 2), "n_local": (0, None)}
 
     def __init__(self, backbone: nn.Module, num_words: int = 2048, levels: int = 1, inv_delta: float = 10.0,
                  kappa: float = 5.0, learn_kappa: bool = False, hidden_dim: int | None = None,
@@ -206,12 +159,11 @@ class OBoW(Method):
         if inv_delta <= 0 or kappa <= 0 or (hidden_dim is not None and hidden_dim < 1):
             raise ConfigError(f"obow needs inv_delta > 0, kappa > 0 and hidden_dim >= 1, got {inv_delta}, {kappa}, "
                               f"{hidden_dim}.", "use e.g. inv_delta=10, kappa=5, hidden_dim=null (twice the feature width).")
-        if not 0.0 <= distance_momentum < 1.0 or not 0.0 <= base_momentum <= final_momentum <= 1.0:
-            raise ConfigError(f"obow needs distance_momentum in [0, 1) and 0 <= base_momentum <= final_momentum <= 1, "
-                              f"got {distance_momentum}, {base_momentum}, {final_momentum}.",
-                              "use e.g. distance_momentum=0.99, base_momentum=0.99, final_momentum=1.0.")
+        if not 0.0 <= distance_momentum < 1.0:
+            raise ConfigError(f"obow needs distance_momentum in [0, 1), got {distance_momentum}.",
+                              "use e.g. distance_momentum=0.99.")
         self.levels, self.inv_delta = levels, inv_delta
-        self.base_momentum, self.final_momentum = base_momentum, final_momentum
+        self.momentum_at = MomentumSchedule("obow", base_momentum, final_momentum)
         dims = backbone.map_dims[-levels:]
         hidden = hidden_dim or 2 * backbone.dim
         self.vocabularies = nn.ModuleList(Vocabulary(num_words, c, samples_per_image, distance_momentum) for c in dims)
@@ -223,17 +175,13 @@ class OBoW(Method):
     def prepare(self, data: TrainData) -> None:
         self._pixel_stats = (torch.tensor(data.mean).view(1, -1, 1, 1), torch.tensor(data.std).view(1, -1, 1, 1))
 
-    def momentum_at(self, progress: float) -> float:
-        """Teacher momentum: cosine from `base_momentum` (progress 0) to `final_momentum` (progress 1)."""
-        return cosine(progress, self.base_momentum, self.final_momentum)
-
     @torch.no_grad()
     def teacher_input(self, batch: Batch) -> torch.Tensor:
         """The un-augmented images, normalized, each flipped horizontally with probability 1/2: (B, C, H, W)."""
-        if batch.images is None:
-            raise ConfigError("obow's teacher reads the un-augmented images, but Batch.images is None.",
-                              "pass the uint8 images of the batch in Batch.images (the trainer does).")
-        x = batch.images.float() / 255  # (B, C, H, W)
+        if batch.samples is None:
+            raise ConfigError("obow's teacher reads the un-augmented images, but Batch.samples is None.",
+                              "pass the uint8 images of the batch in Batch.samples (the trainer does).")
+        x = batch.samples.float() / 255  # (B, C, H, W)
         if self._pixel_stats is not None:
             mean, std = (t.to(x.device) for t in self._pixel_stats)
         else:
@@ -243,11 +191,9 @@ class OBoW(Method):
         return torch.where(flip[:, None, None, None], x.flip(3), x)
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
-        n_global = self.views["n_global"]
-        B = batch.views[0].shape[0]
-        feats = [self.backbone(torch.cat(batch.views[:n_global]))]  # (2B, D); one backbone pass per resolution
-        if len(batch.views) > n_global:
-            feats.append(self.backbone(torch.cat(batch.views[n_global:])))  # (n_local B, D)
+        B, n_global = batch.size, batch.n_global
+        h, all_feats = encode_views(self.backbone, batch)  # (2B, D), (V B, D): one backbone pass per resolution
+        feats = [h] if len(batch.views) == n_global else [h, all_feats[n_global * B:]]  # global, then local
         words = [v.words.clone() for v in self.vocabularies]  # this step's vocabulary; the push below must not touch it
         with torch.no_grad():
             maps = self.teacher.forward_maps(self.teacher_input(batch))[-self.levels:]

@@ -8,6 +8,7 @@ from ..errors import ConfigError
 from ..heads import mlp
 from ..losses.contrastive import nt_xent
 from ..registry import register
+from ..samples import cat
 from .base import Batch, Method
 
 
@@ -40,7 +41,7 @@ class SimCLR(Method):
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         # One pass over both views (2B images): half the kernel launches of two passes.
-        h = self.backbone(torch.cat(batch.views[:2]))  # (2B, D)
+        h = self.backbone(cat(batch.views[:2]))  # (2B, D)
         z = self.projector(h)  # (2B, out_dim)
         z1, z2 = z.chunk(2)  # (B, out_dim) each
         return {"loss": nt_xent(z1, z2, temperature=self.temperature), "features": h, "embeddings": z}

@@ -8,6 +8,7 @@ from torch import nn
 from ..heads import mlp
 from ..losses.contrastive import simsiam_loss
 from ..registry import register
+from ..samples import cat
 from .base import Batch, Method
 
 
@@ -39,7 +40,7 @@ class SimSiam(Method):
         self.embedding_dim = out_dim
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
-        h = self.backbone(torch.cat(batch.views[:2]))  # (2B, D)
+        h = self.backbone(cat(batch.views[:2]))  # (2B, D)
         z = self.projector(h)  # (2B, out_dim)
         p1, p2 = self.predictor(z).chunk(2)  # (B, out_dim) each
         z1, z2 = z.chunk(2)

@@ -92,7 +92,7 @@ class SLA(Method):
     preset under ``views.preset: auto``).
     """
 
-    modalities = ("image",)  # works on images only (see the docstring)
+    requires = ("pixels",)  # rotations and colour permutations (see the docstring)
     paper = ("Lee, Hwang, Shin. Self-supervised Label Augmentation via Input Transformations. ICML 2020, "
              "arXiv:1910.05872")
     family = "supervised"
@@ -118,7 +118,7 @@ class SLA(Method):
     @torch.no_grad()
     def prepare(self, data: TrainData) -> None:
         check_labels("sla", data.labels, self.num_classes)
-        transform_all(data.images[:1].float(), self.transformations)  # unsuitable images fail before training
+        transform_all(data.samples[:1].float(), self.transformations)  # unsuitable images fail before training
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         if batch.labels is None:

@@ -8,6 +8,7 @@ from ..errors import ConfigError, DataError
 from ..heads import mlp
 from ..losses.contrastive import supcon
 from ..registry import register
+from ..samples import cat
 from .base import Batch, Method
 
 
@@ -41,7 +42,7 @@ class SupCon(Method):
         if batch.labels is None:
             raise DataError("supcon needs a class label for every image, and this batch has none.",
                             "train it on a labelled dataset (class subfolders, or an .npz with 'y'), or use a self-supervised method.")
-        h = self.backbone(torch.cat(batch.views[:2]))  # (2B, D)
+        h = self.backbone(cat(batch.views[:2]))  # (2B, D)
         z = self.projector(h)  # (2B, out_dim)
         z1, z2 = z.chunk(2)  # (B, out_dim) each
         return {"loss": supcon(z1, z2, batch.labels, self.temperature), "features": h, "embeddings": z}

@@ -9,7 +9,7 @@ from ..errors import ConfigError
 from ..heads import mlp
 from ..losses.clustering import sinkhorn, swav_loss
 from ..registry import register
-from .base import Batch, Method
+from .base import Batch, Method, encode_views
 
 
 @register("method", "swav")
@@ -39,6 +39,7 @@ class SwAV(Method):
              "Contrasting Cluster Assignments. NeurIPS 2020, arXiv:2006.09882")
     family = "clustering"
     views = {"n_global": 2, "n_local": 6}
+    view_limits = {"n_global": (2, None), "n_local": (0, None)}
 
     def __init__(self, backbone: nn.Module, hidden_dim: int = 2048, out_dim: int = 128, n_prototypes: int = 3000,
                  temperature: float = 0.1, epsilon: float = 0.05, sinkhorn_iterations: int = 3,
@@ -70,12 +71,9 @@ class SwAV(Method):
         return self.queue.shape[1] > 0 and progress >= self.queue_start and bool(self.queue[:, -1].any())
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
-        n_global = self.views["n_global"]
-        B, V = batch.views[0].shape[0], len(batch.views)
-        feats = [self.backbone(torch.cat(batch.views[:n_global]))]  # one backbone pass per resolution
-        if V > n_global:
-            feats.append(self.backbone(torch.cat(batch.views[n_global:])))
-        z = self.projector(torch.cat(feats))  # (V B, out_dim)
+        n_global, B, V = batch.n_global, batch.size, len(batch.views)
+        h, feats = encode_views(self.backbone, batch)  # (n_global B, D), (V B, D): one pass per resolution
+        z = self.projector(feats)  # (V B, out_dim)
         w = self.prototypes.weight
         if batch.progress < self.freeze_prototypes:
             w = w.detach()

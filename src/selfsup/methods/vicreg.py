@@ -7,6 +7,7 @@ from torch import nn
 from ..heads import mlp
 from ..losses.redundancy import covariance, invariance, variance
 from ..registry import register
+from ..samples import cat
 from .base import Batch, Method
 
 
@@ -34,7 +35,7 @@ class VICReg(Method):
         self.embedding_dim = out_dim
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
-        h = self.backbone(torch.cat(batch.views[:2]))  # (2B, D)
+        h = self.backbone(cat(batch.views[:2]))  # (2B, D)
         z = self.expander(h)  # (2B, out_dim)
         z1, z2 = z.chunk(2)  # (B, out_dim) each
         # The terms of losses.redundancy.vicreg, kept apart so each can be logged.

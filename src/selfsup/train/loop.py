@@ -18,20 +18,18 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 
-from .. import auxiliaries, registry
-from ..backbones.base import build_backbone
-from ..config import RunConfig, from_dict, to_dict
-from ..encoder import Encoder, save_encoder
-from ..errors import ConfigError, DataError, NonFiniteLossError, disk_error
-from ..methods.base import Batch, Method, TrainData
+from .. import auxiliaries
 from ..checkpoint import latest_checkpoint, load_checkpoint, load_state, remove_temporaries, save_checkpoint
+from ..config import RunConfig, to_dict
+from ..encoder import Encoder, save_encoder
+from ..errors import ConfigError, NonFiniteLossError, disk_error
 from ..files import atomic_write
-from .hardware import autocast, flush_denormal, resolve_device, resolve_precision
-from .monitor import CollapseAlarm
-from .optim import build_optimizer
+from ..methods.base import Batch, TrainData
 from ..schedules import learning_rate
+from .assemble import assemble, check_resume_config, write_run_files
+from .hardware import autocast, flush_denormal, resolve_device, resolve_precision
+from .monitor import CollapseAlarm, OnlineKNN
 from .signals import StopSignals
 
 
@@ -53,135 +51,6 @@ class EpochOrder:
             g = torch.Generator().manual_seed(step_seed(self.seed, -1 - epoch))
             self._epoch, self._perm = epoch, torch.randperm(self.n, generator=g).to(self.device)
         return self._perm[pos * self.batch_size:(pos + 1) * self.batch_size]
-
-
-def views_preset(config: RunConfig, method_cls: type[Method], modality: str, channels: int = 3, size: int = 224) -> str:
-    """The views preset a run uses: the config's, or for `auto` the one the method's view layout and
-    the data call for (multicrop, mae, fmnist for small grey images, simclr; scarf for tables)."""
-    preset = config.views.preset
-    if preset != "auto":
-        return preset
-    if modality == "table":
-        return "scarf"
-    layout = dict(method_cls.views)
-    if layout.get("n_local", 0) > 0:
-        return "multicrop"
-    if layout.get("n_global", 2) == 1:
-        return "mae"
-    return "fmnist" if channels == 1 and size <= 32 else "simclr"
-
-
-def build_views(config: RunConfig, method_cls: type[Method], channels: int, size: int, mean, std):
-    """The image view generator of a run: the preset (or the method's) with the config's options."""
-    from .. import views as V
-
-    layout = dict(method_cls.views)
-    preset = views_preset(config, method_cls, "image", channels, size)
-    presets = {"fmnist": lambda: V.fmnist_views(), "simclr": lambda: V.simclr_views(size),
-               "byol": lambda: V.byol_views(size), "mae": lambda: V.mae_views(size),
-               "multicrop": lambda: V.multicrop_views(size, layout.get("n_local", 6))}
-    view_config = _preset(config, presets, preset)
-    options = {"n_global": layout.get("n_global", 2), "n_local": layout.get("n_local", 0), **config.views.options}
-    if view_config.size is None:
-        options.setdefault("size", size)
-    return V.ImageViews(dataclasses.replace(view_config, **options), mean, std)
-
-
-def build_table_views(config: RunConfig, method_cls: type[Method], dataset, mean, std, device):
-    """The table view generator of a run (SCARF's corruption; see views/table.py)."""
-    from .. import views as V
-
-    layout = dict(method_cls.views)
-    preset = views_preset(config, method_cls, "table")
-    view_config = _preset(config, {"scarf": V.scarf_views}, preset)
-    options = {"n_global": layout.get("n_global", 2), "n_local": layout.get("n_local", 0), **config.views.options}
-    numeric = [c.kind == "numeric" for c in dataset.schema.columns]
-    return V.TableViews(dataclasses.replace(view_config, **options), mean, std, dataset.values.to(device), numeric)
-
-
-def _preset(config: RunConfig, presets: dict, preset: str):
-    from ..errors import closest
-
-    if preset not in presets:
-        raise ConfigError(f"unknown views preset {preset!r} for this data.", f"choose one of: auto, {', '.join(presets)}.")
-    view_config = presets[preset]()
-    valid = {f.name for f in dataclasses.fields(view_config)}
-    for key in config.views.options:
-        if key not in valid:
-            raise ConfigError(f"unknown config key 'views.{key}'.{closest(key, valid)}", f"valid keys: {', '.join(sorted(valid))}.")
-    return view_config
-
-
-def resolve_backbone(name: str, modality: str, data_name: str) -> str:
-    """The backbone a run uses: `auto` picks convnet6 for images and mlp for tables; a backbone made
-    for the other kind of data is a ConfigError naming one that fits."""
-    default = {"image": "convnet6", "table": "mlp"}
-    if name == "auto":
-        return default[modality]
-    takes = getattr(registry.get("backbone", name), "modality", "image")
-    if takes != modality:
-        raise ConfigError(f"backbone {name!r} encodes {takes}s, and '{data_name}' is {'an' if modality == 'image' else 'a'} {modality} dataset.",
-                          f"use --backbone {default[modality]} (or leave the backbone at auto).")
-    return name
-
-
-def check_modality(kind: str, name: str, cls, modality: str, data_name: str) -> None:
-    """A method or auxiliary that only works on some kinds of data says so in ``modalities``."""
-    allowed = getattr(cls, "modalities", ("image", "table"))
-    if modality not in allowed:
-        raise ConfigError(f"{kind} {name!r} works on {' and '.join(m + 's' for m in allowed)} only, and '{data_name}' "
-                          f"is {'an' if modality == 'image' else 'a'} {modality} dataset.", f"choose another {kind} (`selfsup methods` lists them).")
-
-
-def _check_resume_config(run_dir: Path, config: RunConfig) -> None:
-    saved_path = run_dir / "config.yaml"
-    if not saved_path.is_file():
-        return
-    saved = to_dict(from_dict(yaml.safe_load(saved_path.read_text())))
-    current = to_dict(config)
-    # The step budget and what happens after training may change on resume; the recipe may not.
-    ignore = {("train", "steps"), ("train", "progress"), ("train", "monitor_every"), ("eval",), ("train", "checkpoint_every"),
-              ("train", "on_nonfinite"), ("train", "max_skips"), ("train", "collapse_check_every"),
-              ("train", "collapse_min_std"), ("train", "collapse_min_rank"), ("train", "collapse_patience")}
-    diffs = []
-    for section, values in current.items():
-        if not isinstance(values, dict):
-            continue
-        for key, value in values.items():
-            if (section,) in ignore or (section, key) in ignore:
-                continue
-            if saved.get(section, {}).get(key) != value:
-                diffs.append(f"{section}.{key}: {saved.get(section, {}).get(key)!r} -> {value!r}")
-    if diffs:
-        raise ConfigError(f"--resume with a different recipe than the run in '{run_dir}': {'; '.join(diffs)}.",
-                          "resume with the same settings, or start a new run with another --out.")
-
-
-class Monitor:
-    """Online weighted kNN on a labelled bank of train images and other held-out train images."""
-
-    def __init__(self, dataset, bank: int, queries: int, seed: int, device: torch.device, k: int = 20, t: float = 0.07):
-        # dataset: an ImageDataset or TableDataset; its `samples` are what the encoder takes
-        g = torch.Generator().manual_seed(seed + 99)
-        perm = torch.randperm(len(dataset), generator=g)
-        bank = min(bank, len(dataset) - 1)
-        queries = min(queries, len(dataset) - bank)
-        self.bank_idx, self.query_idx = perm[:bank], perm[bank:bank + queries]
-        self.images = dataset.samples
-        self.labels = dataset.labels.to(device)
-        self.k, self.t = k, t
-
-    def __call__(self, encoder: Encoder, dtype) -> float:
-        from ..evaluation.features import extract_features
-        from ..evaluation.knn import knn_accuracy
-
-        was_training = encoder.training
-        amp = dtype is not None
-        bank = extract_features(encoder, self.images[self.bank_idx.to(self.images.device)], device=self.images.device, amp=amp)
-        query = extract_features(encoder, self.images[self.query_idx.to(self.images.device)], device=self.images.device, amp=amp)
-        encoder.train(was_training)
-        return float(knn_accuracy(bank, self.labels[self.bank_idx.to(self.labels.device)], query,
-                                  self.labels[self.query_idx.to(self.labels.device)], k=self.k, temperature=self.t))
 
 
 @dataclasses.dataclass
@@ -236,8 +105,6 @@ def train(config: RunConfig, resume: bool = False, stop_after: int | None = None
 
 
 def _train(config: RunConfig, resume: bool, stop_after: int | None, stop: StopSignals) -> RunResult:
-    from ..data import load_dataset
-
     run_dir = Path(config.out)
     ckpt_dir = run_dir / "checkpoints"
     latest = latest_checkpoint(ckpt_dir)
@@ -245,7 +112,7 @@ def _train(config: RunConfig, resume: bool, stop_after: int | None, stop: StopSi
         raise ConfigError(f"run directory '{run_dir}' already has checkpoints (newest: {latest.name}).",
                           "pass --resume to continue it, or choose another --out.")
     if resume:
-        _check_resume_config(run_dir, config)
+        check_resume_config(run_dir, config)
         if latest is None:
             print(f"note: --resume: there is no checkpoint in '{ckpt_dir}', so this starts a new run", file=sys.stderr)
 
@@ -254,75 +121,15 @@ def _train(config: RunConfig, resume: bool, stop_after: int | None, stop: StopSi
         torch.set_num_threads(cfg_t.threads)
     device = resolve_device(cfg_t.device)
     dtype = resolve_precision(cfg_t.precision, device)
-
-    method_cls = registry.get("method", config.method.name)
-    registry.check_kwargs("method", config.method.name, config.method.options)
-
-    train_set = load_dataset(config.data.name, split=config.data.train_split, root=config.data.root,
-                             image_size=config.data.image_size, label=config.data.label,
-                             categorical=config.data.categorical, numeric=config.data.numeric)
-    if len(train_set) == 0:
-        raise DataError(f"dataset '{config.data.name}' is empty.", "point --data at a folder or file with data.")
-    if config.data.imbalance_ratio is not None:
-        from ..evaluation.imbalance import long_tail_subset
-
-        if train_set.labels is None:
-            raise DataError(f"data.imbalance_ratio needs class labels to make '{config.data.name}' long-tailed, and it has none.",
-                            "use a labelled dataset, or leave data.imbalance_ratio unset.")
-        # seed 0, not the run's seed: every pretraining seed sees the same long-tailed data
-        train_set = train_set.subset(long_tail_subset(train_set.labels, config.data.imbalance_ratio, seed=0))
-    modality = train_set.modality
-    backbone_name = resolve_backbone(config.backbone.name, modality, config.data.name)
-    check_modality("method", config.method.name, method_cls, modality, config.data.name)
-    for entry in config.method.aux:
-        check_modality("auxiliary", entry.get("name"), registry.get("auxiliary", entry.get("name")), modality,
-                       config.data.name)
-    if method_cls.needs_labels and train_set.labels is None:
-        raise DataError(f"method '{config.method.name}' trains on class labels, and dataset '{config.data.name}' has none.",
-                        "use a labelled dataset (class subfolders, or an .npz with 'y'), or a self-supervised method.")
-    if cfg_t.batch_size > len(train_set):
-        raise ConfigError(f"batch size {cfg_t.batch_size} is larger than the dataset ({len(train_set)} {'rows' if modality == 'table' else 'images'} in '{config.data.name}').",
-                          f"use --batch-size {len(train_set)} or smaller, or add data.")
-    torch.manual_seed(cfg_t.seed)
-    mean, std = train_set.normalization()
-    # in_channels, image_size and cardinalities come from the data (config.py refuses them as options)
-    backbone = build_backbone(backbone_name, **train_set.input_spec(), **config.backbone.options)
-    method = method_cls(backbone, **config.method.options)
-    auxiliaries.attach(method, config.method.aux)
-    method = method.to(device)
-    memory_format = torch.channels_last if cfg_t.channels_last else torch.contiguous_format
-    method = method.to(memory_format=memory_format)
-    if modality == "image":
-        views = build_views(config, method_cls, train_set.channels, train_set.image_size[0], mean, std)
-        views_name = views_preset(config, method_cls, modality, train_set.channels, train_set.image_size[0])
-    else:
-        views = build_table_views(config, method_cls, train_set, mean, std, device)
-        views_name = views_preset(config, method_cls, modality)
-    optimizer = build_optimizer(method, config.optim.name, config.optim.lr, config.optim.weight_decay,
-                                config.optim.momentum, config.optim.betas, config.optim.lars_eta)
+    run = assemble(config, device)  # reads the data, checks the recipe against it, builds the parts
+    train_set, plugin, method, views, optimizer = run.train_set, run.plugin, run.method, run.views, run.optimizer
+    mean, std = run.mean, run.std
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+    write_run_files(run)
 
-    # Written after every constructor has checked its options, so a bad option leaves no run
-    # directory; a read-only or full run directory fails here, before any training.
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write(run_dir / "config.yaml", lambda tmp: Path(tmp).write_text(yaml.safe_dump(to_dict(config), sort_keys=False)))
-        if train_set.skipped:
-            atomic_write(run_dir / "skipped.txt", lambda tmp: Path(tmp).write_text(
-                "".join(f"{name}\t{reason}\n" for name, reason in train_set.skipped), encoding="utf-8", errors="backslashreplace"))
-    except OSError as exc:
-        raise disk_error(exc, run_dir / "config.yaml", "the run configuration") from exc
-    # What the reader noticed, once every check has passed (a refused run prints only its error).
-    if train_set.skipped:
-        what = "broken row(s)" if modality == "table" else "unreadable file(s)"
-        print(f"warning: skipped {len(train_set.skipped)} {what} in '{config.data.name}', "
-              f"e.g. {train_set.skipped[0][0]} ({train_set.skipped[0][1]}); listed in {run_dir / 'skipped.txt'}", file=sys.stderr)
-    for note in getattr(train_set, "notes", ()):
-        print(f"note: {note}", file=sys.stderr)
-
-    images = train_set.samples.to(device)  # uint8 images or float32 table rows
+    stored = plugin.store(train_set.samples, device)  # the whole training set on the device, as the modality keeps it
     labels = train_set.labels.to(device) if train_set.labels is not None else None
-    method.prepare(TrainData(images, labels, list(mean), list(std)))
+    method.prepare(TrainData(stored, labels, list(mean), list(std)))
 
     start = 0
     if resume and latest is not None:
@@ -339,8 +146,8 @@ def _train(config: RunConfig, resume: bool, stop_after: int | None, stop: StopSi
     generator = torch.Generator(device=device)
     monitor = None
     if cfg_t.monitor_every and train_set.labels is not None and len(train_set) > 20:
-        monitor = Monitor(train_set, cfg_t.monitor_bank, cfg_t.monitor_queries, cfg_t.seed, device)
-    encoder = Encoder(method.backbone, mean, std, modality, getattr(train_set, "schema", None))
+        monitor = OnlineKNN(train_set, stored, plugin, cfg_t.monitor_bank, cfg_t.monitor_queries, cfg_t.seed, device)
+    encoder = Encoder(method.backbone, mean, std, plugin.name, getattr(train_set, "schema", None))
     metrics_path = run_dir / "metrics.jsonl"
     if not resume and metrics_path.exists():
         metrics_path.unlink()
@@ -387,10 +194,13 @@ def _train(config: RunConfig, resume: bool, stop_after: int | None, stop: StopSi
         seed = step_seed(cfg_t.seed, step)
         torch.manual_seed(seed)
         generator.manual_seed(seed)
-        batch_images = images[index]
-        view_list, params = views(batch_images, generator)
-        view_list = [v.contiguous(memory_format=memory_format) if v.dim() == 4 else v for v in view_list]
-        batch = Batch(view_list, params, batch_images, None if labels is None else labels[index], index, progress)
+        samples = plugin.gather(stored, index)
+        view_list, params = views(samples, generator)
+        if cfg_t.channels_last:  # 4-D views (images) in the memory format the convolutions are fastest with
+            view_list = [v.contiguous(memory_format=torch.channels_last)
+                         if isinstance(v, torch.Tensor) and v.dim() == 4 else v for v in view_list]
+        batch = Batch(view_list, params, samples, None if labels is None else labels[index], index, progress,
+                      run.layout["n_global"], run.layout["n_local"])
         if buffers:
             torch._foreach_copy_(buffer_backup, buffers)
         with autocast(device, dtype):
@@ -496,5 +306,5 @@ def _train(config: RunConfig, resume: bool, stop_after: int | None, stop: StopSi
         raise disk_error(exc, run_dir / "encoder", "the encoder", latest_checkpoint(ckpt_dir)) from exc
     results = {"pretrain": {"steps": total, "images_per_s": images_per_s, "device": str(device),
                             "precision": str(dtype).replace("torch.", "") if dtype else "fp32",
-                            "backbone": backbone_name, "views": views_name}}
+                            "backbone": run.backbone_name, "views": run.views_name}}
     return RunResult(run_dir, total, images_per_s, encoder, results, train_set, device, dtype)

@@ -98,3 +98,31 @@ class CollapseAlarm:
             self.print(message)
             record["collapse_warning"] = message
         return record
+
+
+class OnlineKNN:
+    """Online weighted kNN (train.monitor_every): a labelled bank of train samples votes for other,
+    held-out train samples, through the encoder being trained (features in eval mode, mode restored)."""
+
+    def __init__(self, dataset, stored, plugin, bank: int, queries: int, seed: int, device: torch.device, k: int = 20,
+                 t: float = 0.07):
+        g = torch.Generator().manual_seed(seed + 99)
+        perm = torch.randperm(len(dataset), generator=g)
+        bank = min(bank, len(dataset) - 1)
+        queries = min(queries, len(dataset) - bank)
+        self.bank_idx, self.query_idx = perm[:bank], perm[bank:bank + queries]
+        self.stored, self.plugin, self.device = stored, plugin, device
+        self.labels = dataset.labels.to(device)
+        self.k, self.t = k, t
+
+    def __call__(self, encoder, dtype) -> float:
+        from ..evaluation.features import extract_features
+        from ..evaluation.knn import knn_accuracy
+
+        was_training = encoder.training
+        amp = dtype is not None
+        bank = extract_features(encoder, self.plugin.gather(self.stored, self.bank_idx), device=self.device, amp=amp)
+        query = extract_features(encoder, self.plugin.gather(self.stored, self.query_idx), device=self.device, amp=amp)
+        encoder.train(was_training)
+        return float(knn_accuracy(bank, self.labels[self.bank_idx.to(self.labels.device)], query,
+                                  self.labels[self.query_idx.to(self.labels.device)], k=self.k, temperature=self.t))

@@ -1,0 +1,193 @@
+"""Run assembly: from a RunConfig to everything the step loop needs, every check before any work.
+
+The data is read, its modality plug-in (``selfsup.modalities``) chosen, the backbone resolved
+(``auto`` = the modality's default), the method's requirements (``selfsup.capabilities``: pixels,
+feature maps, tokens, mixable samples, labels) and its view layout checked against the data and
+the backbone, and the backbone, method, auxiliaries, view generator and optimizer built. Only
+then is the run directory written (``config.yaml``, ``skipped.txt``), so a refused run leaves
+nothing behind and prints one line. Nothing here names a modality: what differs between kinds of
+data is asked of the plug-in.
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import torch
+import yaml
+
+from .. import auxiliaries, capabilities, registry
+from ..backbones.base import build_backbone
+from ..config import RunConfig, from_dict, to_dict
+from ..errors import ConfigError, DataError, disk_error
+from ..files import atomic_write
+from ..methods.base import Method
+from ..modalities import modality_of
+from ..modalities.base import encodes
+from .optim import build_optimizer
+
+
+def resolve_backbone(name: str, plugin, data_name: str) -> str:
+    """The backbone a run uses: `auto` picks the modality's default; a backbone made for another kind
+    of data is a ConfigError naming one that fits."""
+    if name == "auto":
+        return plugin.default_backbone
+    cls = registry.get("backbone", name)
+    if not encodes(cls, plugin):
+        raise ConfigError(f"backbone {name!r} encodes {cls.modality} data, and '{data_name}' is {plugin.name} data.",
+                          f"use --backbone {plugin.default_backbone} (or leave the backbone at auto).")
+    return name
+
+
+def layout_of(config: RunConfig, method_cls: type[Method]) -> dict:
+    """The views a run draws: the method's layout, with views.n_global / views.n_local if given."""
+    layout = {"n_global": method_cls.views.get("n_global", 2), "n_local": method_cls.views.get("n_local", 0)}
+    layout.update({k: config.views.options[k] for k in ("n_global", "n_local") if k in config.views.options})
+    return layout
+
+
+def check_fit(config: RunConfig, method_cls: type[Method], plugin, backbone_name: str, dataset) -> None:
+    """The method, its auxiliaries and the view layout suit the data and the backbone (ConfigError before any work)."""
+    backbone_cls = registry.get("backbone", backbone_name)
+    data_name = config.data.name
+    things = [("method", config.method.name, method_cls)]
+    things += [("auxiliary", entry.get("name"), registry.get("auxiliary", entry.get("name"))) for entry in config.method.aux]
+    for kind, name, cls in things:
+        why = capabilities.reason(getattr(cls, "requires", ()), plugin, backbone_cls, data_name, backbone_name)
+        if why:
+            raise ConfigError(f"{kind} {name!r} {why}.",
+                              f"choose another {kind} (`selfsup methods` says what each needs), backbone or data.")
+    if method_cls.needs_labels and dataset.labels is None:
+        raise DataError(f"method '{config.method.name}' trains on class labels, and dataset '{data_name}' has none.",
+                        "use a labelled dataset, or a self-supervised method.")
+    layout = layout_of(config, method_cls)
+    why = method_cls.check_views(layout["n_global"], layout["n_local"])
+    if why:
+        raise ConfigError(f"method '{config.method.name}' cannot use this view layout: {why}.",
+                          f"set views.n_global / views.n_local to what it takes (its default: {dict(method_cls.views)}).")
+
+
+def check_resume_config(run_dir: Path, config: RunConfig) -> None:
+    saved_path = run_dir / "config.yaml"
+    if not saved_path.is_file():
+        return
+    saved = to_dict(from_dict(yaml.safe_load(saved_path.read_text())))
+    current = to_dict(config)
+    # The step budget and what happens after training may change on resume; the recipe may not.
+    ignore = {("train", "steps"), ("train", "progress"), ("train", "monitor_every"), ("eval",), ("train", "checkpoint_every"),
+              ("train", "on_nonfinite"), ("train", "max_skips"), ("train", "collapse_check_every"),
+              ("train", "collapse_min_std"), ("train", "collapse_min_rank"), ("train", "collapse_patience")}
+    diffs = []
+    for section, values in current.items():
+        if not isinstance(values, dict):
+            continue
+        for key, value in values.items():
+            if (section,) in ignore or (section, key) in ignore:
+                continue
+            if saved.get(section, {}).get(key) != value:
+                diffs.append(f"{section}.{key}: {saved.get(section, {}).get(key)!r} -> {value!r}")
+    if diffs:
+        raise ConfigError(f"--resume with a different recipe than the run in '{run_dir}': {'; '.join(diffs)}.",
+                          "resume with the same settings, or start a new run with another --out.")
+
+
+def load_train_set(config: RunConfig):
+    from ..data import load_dataset
+
+    train_set = load_dataset(config.data.name, split=config.data.train_split, root=config.data.root,
+                             image_size=config.data.image_size, label=config.data.label,
+                             categorical=config.data.categorical, numeric=config.data.numeric)
+    if len(train_set) == 0:
+        raise DataError(f"dataset '{config.data.name}' is empty.", "point --data at a folder or file with data.")
+    if config.data.imbalance_ratio is not None:
+        from ..evaluation.imbalance import long_tail_subset
+
+        if train_set.labels is None:
+            raise DataError(f"data.imbalance_ratio needs class labels to make '{config.data.name}' long-tailed, and it has none.",
+                            "use a labelled dataset, or leave data.imbalance_ratio unset.")
+        # seed 0, not the run's seed: every pretraining seed sees the same long-tailed data
+        train_set = train_set.subset(long_tail_subset(train_set.labels, config.data.imbalance_ratio, seed=0))
+    return train_set
+
+
+def run_views(config: RunConfig, method_cls: type[Method], dataset, mean, std, device=None):
+    """(view generator, layout) a run of `config` draws for `method_cls` on `dataset` (benchmarks
+    build a step without the trainer with it)."""
+    layout = layout_of(config, method_cls)
+    options = {k: v for k, v in config.views.options.items() if k not in ("n_global", "n_local")}
+    views, _ = modality_of(dataset).views(config.views.preset, options, layout, dataset, mean, std, device,
+                                          method_layout=dict(method_cls.views))
+    return views, layout
+
+
+@dataclasses.dataclass
+class Run:
+    """Everything the step loop needs, built and checked."""
+
+    config: RunConfig
+    run_dir: Path
+    train_set: object
+    plugin: type
+    backbone_name: str
+    views_name: str
+    layout: dict
+    method: Method
+    views: object
+    optimizer: torch.optim.Optimizer
+    mean: list
+    std: list
+
+
+def assemble(config: RunConfig, device: torch.device) -> Run:
+    """Read the data, check the recipe against it and build the run's parts (see the module docstring)."""
+    method_cls = registry.get("method", config.method.name)
+    registry.check_kwargs("method", config.method.name, config.method.options)
+    train_set = load_train_set(config)
+    plugin = modality_of(train_set)
+    backbone_name = resolve_backbone(config.backbone.name, plugin, config.data.name)
+    check_fit(config, method_cls, plugin, backbone_name, train_set)
+    cfg_t = config.train
+    if cfg_t.batch_size > len(train_set):
+        raise ConfigError(f"batch size {cfg_t.batch_size} is larger than the dataset ({len(train_set)} {plugin.nouns} "
+                          f"in '{config.data.name}').", f"use --batch-size {len(train_set)} or smaller, or add data.")
+
+    torch.manual_seed(cfg_t.seed)
+    mean, std = train_set.normalization()
+    # the input spec (channels and size, a table's columns) comes from the data; config.py refuses it as options
+    backbone = build_backbone(backbone_name, **train_set.input_spec(), **config.backbone.options)
+    method = method_cls(backbone, **config.method.options)
+    auxiliaries.attach(method, config.method.aux)
+    method = method.to(device)
+    if cfg_t.channels_last:
+        method = method.to(memory_format=torch.channels_last)
+    layout = layout_of(config, method_cls)
+    options = {k: v for k, v in config.views.options.items() if k not in ("n_global", "n_local")}
+    views, views_name = plugin.views(config.views.preset, options, layout, train_set, mean, std, device,
+                                     method_layout=dict(method_cls.views))  # as run_views, with the preset's name
+    optimizer = build_optimizer(method, config.optim.name, config.optim.lr, config.optim.weight_decay,
+                                config.optim.momentum, config.optim.betas, config.optim.lars_eta)
+    return Run(config, Path(config.out), train_set, plugin, backbone_name, views_name, layout, method, views, optimizer,
+               list(mean), list(std))
+
+
+def write_run_files(run: Run) -> None:
+    """config.yaml and skipped.txt, written once every part is built (a refused run leaves no directory),
+    then what the reader noticed; a read-only or full run directory fails here, before any training."""
+    run_dir, train_set = run.run_dir, run.train_set
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write(run_dir / "config.yaml",
+                     lambda tmp: Path(tmp).write_text(yaml.safe_dump(to_dict(run.config), sort_keys=False)))
+        if train_set.skipped:
+            atomic_write(run_dir / "skipped.txt", lambda tmp: Path(tmp).write_text(
+                "".join(f"{name}\t{reason}\n" for name, reason in train_set.skipped), encoding="utf-8",
+                errors="backslashreplace"))
+    except OSError as exc:
+        raise disk_error(exc, run_dir / "config.yaml", "the run configuration") from exc
+    if train_set.skipped:
+        print(f"warning: skipped {len(train_set.skipped)} {run.plugin.unreadable} in '{run.config.data.name}', "
+              f"e.g. {train_set.skipped[0][0]} ({train_set.skipped[0][1]}); listed in {run_dir / 'skipped.txt'}",
+              file=sys.stderr)
+    for note in getattr(train_set, "notes", ()):
+        print(f"note: {note}", file=sys.stderr)
