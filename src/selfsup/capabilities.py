@@ -13,7 +13,13 @@ CAPABILITIES = {
     "pixels": ("images whose pixels can be rotated, flipped, cropped and corrupted", "data"),
     "mixable": ("samples that can be mixed (mixup averages two inputs; table category codes cannot be)", "data"),
     "feature_maps": ("a backbone with stages (forward_maps: convnet, resnet, scatnet)", "backbone"),
-    "tokens": ("a backbone that encodes a subset of patch tokens (forward_tokens: vit_tiny, vit_small)", "backbone"),
+    "tokens": ("a backbone that encodes a subset of patch tokens (forward_tokens: vit_tiny, vit_small, patchtst)",
+               "backbone"),
+    "timesteps": ("a backbone with one representation per timestep (forward_steps: ts2vec_cnn, resnet1d, patchtst)",
+                  "backbone"),
+    "graphs": ("batches of whole graphs, whose edges the method perturbs (molecules, graph files)", "data"),
+    "nodes": ("the nodes of one graph, whose neighbourhoods the method reads (node-level data: karate, an edge list)",
+              "data"),
 }
 
 
@@ -39,16 +45,18 @@ def backbone_provides(backbone) -> tuple[str, ...]:
     return tuple(found)
 
 
-def unmet(requires, modality, backbone) -> list[str]:
-    """The capabilities in `requires` that neither the modality (a plug-in) nor the backbone provides."""
-    have = set(getattr(modality, "provides", ())) | set(backbone_provides(backbone))
+def unmet(requires, modality, backbone, dataset=None) -> list[str]:
+    """The capabilities in `requires` that neither the modality (a plug-in; for `dataset`, what it
+    provides for that data) nor the backbone provides."""
+    data_has = modality.provided(dataset) if dataset is not None else getattr(modality, "provides", ())
+    have = set(data_has) | set(backbone_provides(backbone))
     return [c for c in requires if c not in have]
 
 
-def reason(requires, modality, backbone, data_name: str, backbone_name: str) -> str | None:
+def reason(requires, modality, backbone, data_name: str, backbone_name: str, dataset=None) -> str | None:
     """Why a thing needing `requires` cannot run on this data and backbone (a registered class or
     builder, or a built module), in words, or None."""
-    for capability in unmet(requires, modality, backbone):
+    for capability in unmet(requires, modality, backbone, dataset):
         what, provider = CAPABILITIES[capability]
         if provider == "data":
             return f"needs {what}, and '{data_name}' is {modality.name} data"

@@ -168,7 +168,10 @@ def run(argv: list[str] | None = None) -> int:
                           batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=args.device, out=args.out,
                           overrides=overrides, resume=args.resume, evaluate=not args.no_eval)
         print(f"run directory: {result.run_dir}")
-        print(f"pretrain: {result.steps} steps, {result.images_per_s:.0f} images/s")
+        from .modalities import modality_of
+
+        nouns = modality_of(result.train_set).nouns if result.train_set is not None else "samples"
+        print(f"pretrain: {result.steps} steps, {result.images_per_s:.0f} {nouns}/s")
         _print_results(result.results)
     elif args.command == "evaluate":
         from .api import evaluate, study

@@ -29,6 +29,7 @@ class DataConfig:
     root: str | None = None  # where named datasets live; else $SELFSUP_DATA, /usr/share/datasets, the user cache
     train_split: str = "train"
     test_split: str | None = "test"  # split name, or a path to separate test data; evaluated after pretraining
+    modality: str = "auto"  # the kind of data (selfsup.modalities): auto = from the name or file; e.g. series for a float (N, H, W) .npy
     image_size: int | None = None  # resize folders to this size; None = the most common size
     label: str | None = None  # tables: the label column (None = one named label/target/class/y, if any; "" = none)
     categorical: tuple[str, ...] = ()  # tables: columns read as categories even when they look numeric (codes, zips)
@@ -315,8 +316,13 @@ def _check_registered(config: RunConfig) -> None:
     from .modalities.base import plugins
 
     # auto: the default backbone of the data's modality (train/assemble.py), guessed from the name alone
-    name = config.backbone.name if config.backbone.name != "auto" else \
-        modality_of(guess_modality(config.data.name)).default_backbone
+    kinds = registry.names("modality")
+    chosen = {"auto": None}.get(config.data.modality, config.data.modality)  # None: from the data's name
+    if chosen is not None and chosen not in kinds:
+        raise ConfigError(f"data.modality={chosen!r} is not a modality.{closest(chosen, kinds)}",
+                          f"choose one of: auto, {', '.join(kinds)}.")
+    kind = guess_modality(config.data.name, config.data.root) if chosen is None else chosen
+    name = config.backbone.name if config.backbone.name != "auto" else modality_of(kind).default_backbone
     backbone = registered("backbone", name, "backbone.name")
     data_keys = tuple(key for plugin in plugins() for key in plugin.input_keys)  # the data fixes these
     options("backbone", backbone, config.backbone.options, "backbone", skip=data_keys)

@@ -114,6 +114,15 @@ class ViT(nn.Module):
                 nn.init.xavier_uniform_(m.weight)
                 nn.init.zeros_(m.bias)
 
+    @property
+    def patch_dim(self) -> int:
+        """P: the values in one patch (the width of ``patchify``'s output, what MAE reconstructs)."""
+        return self.patch_size**2 * self.in_channels
+
+    def decoder_positions(self, dim: int) -> torch.Tensor:
+        """(1 + N, dim) fixed 2-D sin-cos positions of the class token and the patches, for a decoder."""
+        return sincos_pos_embed_2d(dim, self.grid_size)
+
     def patchify(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, N, P) with P = patch_size**2 * C, each patch flattened as (p, p, C)."""
         B, C, H, W = x.shape

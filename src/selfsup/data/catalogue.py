@@ -145,7 +145,7 @@ CATALOGUE["adult"] = NamedDataset(
 _ALIASES = {alias: d.name for d in CATALOGUE.values() for alias in (d.name, *d.aliases)}
 
 
-def guess_modality(name_or_path: str) -> str:
+def guess_modality(name_or_path: str, root: str | None = None) -> str:
     """The modality a named dataset or a path belongs to, from the name alone (reads nothing; for
     config checks): the first plug-in that claims the path, else the last one asked (images)."""
     from ..modalities.base import plugins
@@ -298,7 +298,8 @@ def _formats() -> str:
 
 
 def load_dataset(name_or_path: str, split: str = "train", root: str | None = None, image_size=None, *,
-                 label: str | None = None, schema: TableSchema | None = None, categorical=(), numeric=()):
+                 label: str | None = None, schema: TableSchema | None = None, categorical=(), numeric=(),
+                 modality: str | None = None):
     """A named dataset (see :func:`dataset_names`) or the data at a path, read by the modality that
     claims it (``selfsup.modalities``: an image folder or array file, a table, ...).
 
@@ -308,7 +309,8 @@ def load_dataset(name_or_path: str, split: str = "train", root: str | None = Non
     column, `schema` is the encoding of the training data (pass ``train.schema`` when reading its
     test split or new data), `categorical` / `numeric` force column kinds (see :mod:`.table`).
     A modality ignores the options that are not its own. A known name wins over a folder of the
-    same name: write ``./mnist`` for the folder.
+    same name: write ``./mnist`` for the folder. `modality` (not None or "auto") reads a path with
+    that plug-in whatever its kind looks like.
     """
     from ..modalities.base import plugins
 
@@ -327,9 +329,13 @@ def load_dataset(name_or_path: str, split: str = "train", root: str | None = Non
         return spec.read(directory, split, found, **options)
     path = os.path.expanduser(text)
     if os.path.exists(path):
-        for modality in plugins():
-            if modality.claims(path):
-                return modality.load(path, split, **options)
+        if modality not in (None, "auto"):
+            from ..modalities import modality_of
+
+            return modality_of(modality).load(path, split, **options)
+        for plugin in plugins():
+            if plugin.claims(path):
+                return plugin.load(path, split, **options)
         raise DataError(f"cannot read the file {display_path(path)}: no modality reads it.",
                         f"pass a named dataset ({', '.join(dataset_names())}) or one of: {_formats()}.")
     raise DataError(

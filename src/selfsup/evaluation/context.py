@@ -153,7 +153,8 @@ def unfit_reason(name: str, ctx: "EvalContext", options: dict | None = None) -> 
     (``requires``), labels (`needs_labels`), then the protocol's own `fits` (class counts, ...)."""
     fn = get("protocol", name)
     backbone = getattr(ctx.encoder, "backbone", ctx.encoder)
-    why = capability_reason(fn.requires, modality_of(ctx.train), backbone, ctx.train.name, backbone_name(backbone))
+    why = capability_reason(fn.requires, modality_of(ctx.train), backbone, ctx.train.name, backbone_name(backbone),
+                            ctx.train)
     if why:
         return why
     if fn.needs_labels:

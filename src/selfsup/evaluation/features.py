@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ..files import display_path
+from ..samples import count, take, tensors, to
 from ..errors import ConfigError
 
 # Rows per forward pass. Every forward sees exactly this many rows (the last chunk is padded), so
@@ -64,16 +65,19 @@ def _frozen(encoder: nn.Module, device: torch.device):
         encoder.train(was_training)
 
 
-def _forward_block(encoder: nn.Module, block: torch.Tensor, device: torch.device, amp: bool) -> torch.Tensor:
-    """Features of `block` (whose first row sits at a multiple of FORWARD_CHUNK) as float32 on the CPU."""
-    block = block.to(device, non_blocking=True)
+def _forward_block(encoder: nn.Module, samples, start: int, stop: int, device: torch.device, amp: bool) -> torch.Tensor:
+    """Features of samples[start:stop] (`start` a multiple of FORWARD_CHUNK) as float32 on the CPU.
+
+    `samples` is a tensor or a ragged batch (``selfsup.samples``): every forward takes FORWARD_CHUNK
+    samples, the last chunk padded with copies of its first sample."""
     out = []
-    for start in range(0, len(block), FORWARD_CHUNK):
-        x = block[start:start + FORWARD_CHUNK]
-        n = len(x)
+    for first in range(start, stop, FORWARD_CHUNK):
+        n = min(FORWARD_CHUNK, stop - first)
+        index = torch.arange(first, first + n)
         if n < FORWARD_CHUNK:  # pad with copies of the first row: the shape, hence the kernels, stay fixed
-            x = torch.cat([x, x[:1].expand(FORWARD_CHUNK - n, *x.shape[1:])])
-        if x.dim() == 4:
+            index = torch.cat([index, index[:1].expand(FORWARD_CHUNK - n)])
+        x = to(take(samples, index), device, non_blocking=True)
+        if isinstance(x, torch.Tensor) and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         with _autocast(device, amp):
             out.append(encoder(x)[:n].float().cpu())
@@ -129,13 +133,14 @@ def extract_features(encoder: nn.Module, images: torch.Tensor, batch_size: int =
     """
     device = torch.device(device)
     rows = _block_rows(batch_size)
-    if len(images) == 0:
+    total = count(images)
+    if total == 0:
         return torch.zeros(0, getattr(encoder, "dim", 0))
-    report = _RowProgress(progress, len(images))
+    report = _RowProgress(progress, total)
     chunks = []
     with _frozen(encoder, device):
-        for start in range(0, len(images), rows):
-            chunks.append(_forward_block(encoder, images[start:start + rows], device, amp))
+        for start in range(0, total, rows):
+            chunks.append(_forward_block(encoder, images, start, min(start + rows, total), device, amp))
             report.advance(len(chunks[-1]))
     report.close()
     # torch.cat outside inference mode gives an ordinary tensor that autograd (the linear probe) accepts.
@@ -162,7 +167,7 @@ def extract_to_file(encoder: nn.Module, images: torch.Tensor, work: str | os.Pat
     rows = _block_rows(batch_size)
     work = Path(work)
     record = work.with_name(work.name + ".json")
-    total = len(images)
+    total = count(images)
     done, dim = _resume_point(work, record, key, total)
     if done:
         print(f"resuming from {display_path(work)}: {done} of {total} rows were done", file=sys.stderr)
@@ -174,7 +179,7 @@ def extract_to_file(encoder: nn.Module, images: torch.Tensor, work: str | os.Pat
             report = _RowProgress(progress, total, done)
             with _frozen(encoder, device):
                 for start in range(done, total, rows):
-                    block = _forward_block(encoder, images[start:start + rows], device, amp).numpy()
+                    block = _forward_block(encoder, images, start, min(start + rows, total), device, amp).numpy()
                     report.advance(len(block))
                     dim = block.shape[1]
                     f.write(np.ascontiguousarray(block, dtype="<f4").tobytes())
@@ -214,10 +219,13 @@ def weights_hash(encoder: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def _data_hash(images: torch.Tensor) -> str:
+def _data_hash(samples) -> str:
     # Hashing the pixels or table values (about 0.1 s for 47 MB) guards against two datasets sharing a name.
-    x = images.detach().cpu().contiguous()
-    return hashlib.sha256(x.view(torch.uint8).numpy().tobytes()).hexdigest()
+    digest = hashlib.sha256()
+    for t in tensors(samples):
+        x = t.detach().cpu().contiguous()
+        digest.update(x.view(torch.uint8).numpy().tobytes() if x.numel() else b"")
+    return digest.hexdigest()
 
 
 class FeatureCache:

@@ -65,7 +65,8 @@ def encoders_of(run: str | os.PathLike, checkpoints: str = "final", device: str 
     for step in wanted:
         state = load_checkpoint(files[step], map_location=device)
         method_state = state.get("method", {})
-        backbone_state = {k[len("backbone."):]: v for k, v in method_state.items() if k.startswith("backbone.")}
+        prefix = f"{state.get('export', 'backbone')}."  # the method's exported weights (methods.base.export_name)
+        backbone_state = {k[len(prefix):]: v for k, v in method_state.items() if k.startswith(prefix)}
         encoder = load_encoder(path, device=device)  # a fresh copy of the architecture and normalization
         load_state(encoder.backbone, {"backbone": backbone_state}, "backbone", files[step])
         out.append((name, step, encoder.eval()))

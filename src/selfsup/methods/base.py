@@ -31,6 +31,9 @@ Class attributes a method sets:
 - ``view_limits``: the layouts it accepts, ``{"n_global": (min, max), "n_local": (min, max)}`` (max
   None: no bound); by default exactly ``views``. The trainer checks ``views.n_global`` /
   ``views.n_local`` against it before training (``check_views``), and ``Batch`` carries the layout.
+- ``preferred_views``: {modality: preset} for methods whose loss is built around particular views
+  (TS2Vec's overlapping crops); ``views.preset=auto`` picks it. ``preferred_backbones`` likewise for
+  ``backbone.name=auto`` (SCGC's MLP node encoder).
 - ``requires``: capabilities beyond joint embeddings of views (``selfsup.capabilities``): pixels,
   feature maps, tokens, mixable samples. A method that only combines backbone outputs of its views
   requires nothing and works on every modality; the trainer refuses a run whose data or backbone
@@ -103,6 +106,8 @@ class Method(nn.Module):
     view_limits: ClassVar[dict | None] = None
     needs_labels: ClassVar[bool] = False
     requires: ClassVar[tuple[str, ...]] = ()  # capabilities of the data and backbone (selfsup.capabilities)
+    preferred_views: ClassVar[dict] = {}  # modality -> the view preset views.preset=auto picks (e.g. series: ts2vec)
+    preferred_backbones: ClassVar[dict] = {}  # modality -> the backbone backbone.name=auto picks (scgc: node_mlp)
 
     aux_outputs: ClassVar[tuple[str, ...]] = ("features", "embeddings")
     embedding_dim: int | None = None  # width of the ``embeddings`` forward returns (set by methods that return them)
@@ -122,6 +127,12 @@ class Method(nn.Module):
     @torch.no_grad()
     def on_step_end(self, progress: float) -> None:
         """Called after each optimizer step (EMA teacher updates, queue bookkeeping)."""
+
+    def export_name(self) -> str:
+        """The attribute holding the weights to export as the encoder (and to evaluate checkpoints
+        with): "backbone"; a method that evaluates other weights (TS2Vec's average of its iterates)
+        names their module, built like the backbone."""
+        return "backbone"
 
     def embedding(self, batch: Batch) -> torch.Tensor | None:
         """Backbone features of the first view from the last forward, for cheap monitors (optional)."""

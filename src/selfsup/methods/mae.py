@@ -1,12 +1,10 @@
-"""MAE: encode a random 25% of the patches, reconstruct the pixels of the other 75%."""
+"""MAE: encode a random 25% of the patches, reconstruct the values of the other 75% (any token backbone)."""
 from __future__ import annotations
-
-import math
 
 import torch
 from torch import nn
 
-from ..backbones.vit import Block, sincos_pos_embed_2d
+from ..backbones.vit import Block
 from ..errors import ConfigError
 from ..losses.masked import masked_patch_mse
 from ..registry import register
@@ -15,13 +13,16 @@ from .base import Batch, Method
 
 @register("method", "mae")
 class MAE(Method):
-    """Masked autoencoder on a token backbone (``forward_tokens``, ``patchify``; e.g. vit_tiny).
+    """Masked autoencoder on a token backbone (the ``tokens`` capability: ``num_patches``,
+    ``patch_dim``, ``patchify``, ``forward_tokens(x, keep)``, ``decoder_positions(dim)``): image
+    patches of a ViT, series patches of a patch transformer; written once for every modality.
 
     Stages: ``random_keep`` draws per-sample random patch subsets (argsort of uniform noise);
     the backbone encodes only the kept patches; ``forward_decoder`` embeds them to `decoder_dim`,
-    puts a shared learned mask token at every hidden position, adds fixed 2-D sin-cos positions
-    and runs `decoder_depth` transformer blocks to predict each patch's pixels; the loss is
-    ``masked_patch_mse`` on the hidden patches, against per-patch normalized pixels (`norm_pix`).
+    puts a shared learned mask token at every hidden position, adds the backbone's fixed sin-cos
+    positions (2-D for images, 1-D for series) and runs `decoder_depth` transformer blocks to predict
+    each patch's values; the loss is ``masked_patch_mse`` on the hidden patches, against per-patch
+    normalized targets (`norm_pix`).
 
     Paper defaults: mask_ratio 0.75, decoder 512 wide, 8 blocks, 16 heads. The decoder is thrown
     away after pretraining and only needs to be deep enough to take pixel detail off the encoder;
@@ -43,21 +44,18 @@ class MAE(Method):
             raise ConfigError(f"mae needs a token backbone such as vit_tiny, got {type(backbone).__name__}.",
                               "use --backbone vit_tiny (with patch_size=4 for 28 or 32 px images).")
         num_patches = backbone.num_patches
-        grid = math.isqrt(num_patches)
         self.num_keep = int(num_patches * (1 - mask_ratio))
         if not 0 < mask_ratio < 1 or self.num_keep < 1:
             raise ConfigError(f"mae mask_ratio {mask_ratio} leaves {self.num_keep} of {num_patches} patches visible.",
                               "use a mask_ratio in (0, 1) that keeps at least one patch (the paper uses 0.75).")
-        if grid * grid != num_patches:
-            raise ConfigError(f"mae needs a square grid of patches, got {num_patches}.", "use square images.")
         if decoder_dim % decoder_heads:
             raise ConfigError(f"mae decoder_dim {decoder_dim} is not divisible by decoder_heads {decoder_heads}.",
                               "choose decoder_dim as a multiple of decoder_heads (e.g. 512 and 16).")
         self.mask_ratio, self.norm_pix = mask_ratio, norm_pix
-        patch_dim = backbone.patch_size**2 * backbone.in_channels  # P: pixels per patch
+        patch_dim = backbone.patch_dim  # P: values per patch
         self.decoder_embed = nn.Linear(backbone.dim, decoder_dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_dim))
-        self.register_buffer("decoder_pos", sincos_pos_embed_2d(decoder_dim, grid)[None], persistent=False)  # (1, 1+N, Dd)
+        self.register_buffer("decoder_pos", backbone.decoder_positions(decoder_dim)[None], persistent=False)  # (1, 1+N, Dd)
         self.decoder = nn.Sequential(*(Block(decoder_dim, decoder_heads, mlp_ratio=4.0) for _ in range(decoder_depth)))
         self.decoder_norm = nn.LayerNorm(decoder_dim, eps=1e-6)
         self.decoder_pred = nn.Linear(decoder_dim, patch_dim)
@@ -86,7 +84,7 @@ class MAE(Method):
         return self.decoder_pred(tokens[:, 1:])  # (B, N, P), class token dropped
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
-        x = batch.views[0]  # (B, C, H, W)
+        x = batch.views[0]  # (B, C, H, W) images, (B, C, T) series, ...
         keep, mask = self.random_keep(x.shape[0], x.device)
         latent = self.backbone.forward_tokens(x, keep)  # (B, 1 + N', D)
         pred = self.forward_decoder(latent, keep)  # (B, N, P)

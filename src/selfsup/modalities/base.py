@@ -84,6 +84,17 @@ class Modality:
         return cls.presets[0]
 
     @classmethod
+    def provided(cls, dataset) -> tuple[str, ...]:
+        """The capabilities this modality provides for `dataset` (``provides``, unless the data's level
+        changes them: graph-level or node-level graphs)."""
+        return cls.provides
+
+    @classmethod
+    def suits(cls, preset: str, dataset) -> bool:
+        """Whether `preset` applies to `dataset` (all do, unless the modality says otherwise)."""
+        return True
+
+    @classmethod
     def preset_config(cls, preset: str, dataset, layout: dict):
         """The view config of `preset` for `dataset` (before the user's ``views.*`` options)."""
         raise NotImplementedError
@@ -94,13 +105,16 @@ class Modality:
         raise NotImplementedError
 
     @classmethod
-    def views(cls, preset: str, options: dict, layout: dict, dataset, mean, std, device, method_layout=None):
+    def views(cls, preset: str, options: dict, layout: dict, dataset, mean, std, device, method_layout=None,
+              prefer: str | None = None):
         """The view generator of a run and the preset's name: `preset` ("auto" or one of ``presets``;
-        auto is chosen for the method's own `method_layout`) with the user's `options` and the run's
-        `layout` ({n_global, n_local}) applied; a preset or option this modality does not have is a
-        ConfigError."""
+        auto is the method's preferred preset for this modality, `prefer`, else chosen for the
+        method's own `method_layout`) with the user's `options` and the run's `layout` ({n_global,
+        n_local}) applied; a preset or option this modality does not have is a ConfigError."""
         method_layout = layout if method_layout is None else method_layout
-        name = cls.auto_preset(dataset, method_layout) if preset == "auto" else preset
+        if prefer is not None and not cls.suits(prefer, dataset):
+            prefer = None  # the method's usual views do not apply to this data (graph-level views on nodes)
+        name = (prefer or cls.auto_preset(dataset, method_layout)) if preset == "auto" else preset
         if name not in cls.presets:
             raise ConfigError(f"views.preset={preset!r} is not a preset for {cls.name} data.{closest(preset, cls.presets)}",
                               f"choose one of: auto, {', '.join(cls.presets)}.")

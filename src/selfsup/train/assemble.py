@@ -28,11 +28,13 @@ from ..modalities.base import encodes
 from .optim import build_optimizer
 
 
-def resolve_backbone(name: str, plugin, data_name: str) -> str:
-    """The backbone a run uses: `auto` picks the modality's default; a backbone made for another kind
-    of data is a ConfigError naming one that fits."""
+def resolve_backbone(name: str, plugin, data_name: str, method_cls=None) -> str:
+    """The backbone a run uses: `auto` picks the method's preferred backbone for this kind of data,
+    else the modality's default; a backbone made for another kind of data is a ConfigError naming one
+    that fits."""
     if name == "auto":
-        return plugin.default_backbone
+        preferred = getattr(method_cls, "preferred_backbones", {}) if method_cls is not None else {}
+        return preferred.get(plugin.name, plugin.default_backbone)
     cls = registry.get("backbone", name)
     if not encodes(cls, plugin):
         raise ConfigError(f"backbone {name!r} encodes {cls.modality} data, and '{data_name}' is {plugin.name} data.",
@@ -54,7 +56,7 @@ def check_fit(config: RunConfig, method_cls: type[Method], plugin, backbone_name
     things = [("method", config.method.name, method_cls)]
     things += [("auxiliary", entry.get("name"), registry.get("auxiliary", entry.get("name"))) for entry in config.method.aux]
     for kind, name, cls in things:
-        why = capabilities.reason(getattr(cls, "requires", ()), plugin, backbone_cls, data_name, backbone_name)
+        why = capabilities.reason(getattr(cls, "requires", ()), plugin, backbone_cls, data_name, backbone_name, dataset)
         if why:
             raise ConfigError(f"{kind} {name!r} {why}.",
                               f"choose another {kind} (`selfsup methods` says what each needs), backbone or data.")
@@ -116,8 +118,9 @@ def run_views(config: RunConfig, method_cls: type[Method], dataset, mean, std, d
     build a step without the trainer with it)."""
     layout = layout_of(config, method_cls)
     options = {k: v for k, v in config.views.options.items() if k not in ("n_global", "n_local")}
-    views, _ = modality_of(dataset).views(config.views.preset, options, layout, dataset, mean, std, device,
-                                          method_layout=dict(method_cls.views))
+    plugin = modality_of(dataset)
+    views, _ = plugin.views(config.views.preset, options, layout, dataset, mean, std, device,
+                            method_layout=dict(method_cls.views), prefer=method_cls.preferred_views.get(plugin.name))
     return views, layout
 
 
@@ -145,7 +148,7 @@ def assemble(config: RunConfig, device: torch.device) -> Run:
     registry.check_kwargs("method", config.method.name, config.method.options)
     train_set = load_train_set(config)
     plugin = modality_of(train_set)
-    backbone_name = resolve_backbone(config.backbone.name, plugin, config.data.name)
+    backbone_name = resolve_backbone(config.backbone.name, plugin, config.data.name, method_cls)
     check_fit(config, method_cls, plugin, backbone_name, train_set)
     cfg_t = config.train
     if cfg_t.batch_size > len(train_set):
@@ -164,7 +167,8 @@ def assemble(config: RunConfig, device: torch.device) -> Run:
     layout = layout_of(config, method_cls)
     options = {k: v for k, v in config.views.options.items() if k not in ("n_global", "n_local")}
     views, views_name = plugin.views(config.views.preset, options, layout, train_set, mean, std, device,
-                                     method_layout=dict(method_cls.views))  # as run_views, with the preset's name
+                                     method_layout=dict(method_cls.views),
+                                     prefer=method_cls.preferred_views.get(plugin.name))  # as run_views, with the name
     optimizer = build_optimizer(method, config.optim.name, config.optim.lr, config.optim.weight_decay,
                                 config.optim.momentum, config.optim.betas, config.optim.lars_eta)
     return Run(config, Path(config.out), train_set, plugin, backbone_name, views_name, layout, method, views, optimizer,

@@ -156,7 +156,7 @@ def _train(config: RunConfig, resume: bool, stop_after: int | None, stop: StopSi
 
     def state_at(step: int) -> dict:
         state = {"step": step, "method": method.state_dict(), "optimizer": optimizer.state_dict(),
-                 "config": to_dict(config), "format": "selfsup-checkpoint/1"}
+                 "config": to_dict(config), "format": "selfsup-checkpoint/1", "export": method.export_name()}
         if scaler is not None:
             state["scaler"] = scaler.state_dict()
         return state
@@ -274,7 +274,7 @@ def _train(config: RunConfig, resume: bool, stop_after: int | None, stop: StopSi
             _log(metrics_path, record)
             # a record without the loss (a collapse check, a skipped step) keeps the last one shown
             shown = {name: f"{record[key]:{spec}}" for name, key, spec in
-                     (("loss", "loss", ".3f"), ("images/s", "images_per_s", ".0f"), ("online kNN", "knn_acc", ".3f"))
+                     (("loss", "loss", ".3f"), (f"{plugin.nouns}/s", "images_per_s", ".0f"), ("online kNN", "knn_acc", ".3f"))
                      if key in record}
         if bar is not None:
             bar.update(1, **shown)
@@ -299,6 +299,8 @@ def _train(config: RunConfig, resume: bool, stop_after: int | None, stop: StopSi
     if step < total:  # interrupted on purpose (stop_after)
         return RunResult(run_dir, step, images_per_s, encoder, {}, train_set, device, dtype)
 
+    # the weights the method exports (its backbone; TS2Vec: the average of its iterates)
+    encoder = Encoder(getattr(method, method.export_name()), mean, std, plugin.name, getattr(train_set, "schema", None))
     encoder.eval()
     try:
         save_encoder(encoder, run_dir / "encoder")
