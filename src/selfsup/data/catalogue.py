@@ -30,6 +30,7 @@ from .dataset import ImageDataset
 from ..files import display_path
 from .folder import load_image_folder, parse_image_size
 from .idx import load_idx
+from .series import find_named_series, load_named_series, series_sets
 from .stl10 import STL10_FILES, load_stl10
 from .table import TableDataset, TableSchema, load_table
 
@@ -156,11 +157,18 @@ def guess_modality(name_or_path: str, root: str | None = None) -> str:
     if name is not None:
         return CATALOGUE[name].modality
     ordered = plugins()
-    return next((m.name for m in ordered if m.claims(os.path.expanduser(text))), ordered[-1].name)
+    found = next((m.name for m in ordered if m.claims(os.path.expanduser(text))), None)
+    if found is None and not os.path.exists(os.path.expanduser(text)):
+        from .series import find_named_series
+
+        if find_named_series(text, root) is not None:  # a named archive set (GunPoint): a folder check, no data read
+            return "series"
+    return found or ordered[-1].name
 
 
 def dataset_names() -> list[str]:
-    """The names :func:`load_dataset` knows, sorted."""
+    """The names :func:`load_dataset` knows, sorted (UCR/UEA series sets are found on disk instead:
+    :func:`describe_series`)."""
     return sorted(CATALOGUE)
 
 
@@ -309,8 +317,10 @@ def load_dataset(name_or_path: str, split: str = "train", root: str | None = Non
     column, `schema` is the encoding of the training data (pass ``train.schema`` when reading its
     test split or new data), `categorical` / `numeric` force column kinds (see :mod:`.table`).
     A modality ignores the options that are not its own. A known name wins over a folder of the
-    same name: write ``./mnist`` for the folder. `modality` (not None or "auto") reads a path with
-    that plug-in whatever its kind looks like.
+    same name: write ``./mnist`` for the folder. A name that is neither a catalogue entry nor an
+    existing path is looked up as a UCR/UEA time-series set (``GunPoint``, ``ucr:GunPoint``; see
+    :func:`.series.load_named_series`). `modality` (not None or "auto") reads a path with that
+    plug-in whatever its kind looks like (a float (N, H, W) array as series, say).
     """
     from ..modalities.base import plugins
 
@@ -338,6 +348,9 @@ def load_dataset(name_or_path: str, split: str = "train", root: str | None = Non
                 return plugin.load(path, split, **options)
         raise DataError(f"cannot read the file {display_path(path)}: no modality reads it.",
                         f"pass a named dataset ({', '.join(dataset_names())}) or one of: {_formats()}.")
+    # a time-series set of the UCR/UEA archive by name (GunPoint, ucr:GunPoint), see data/series.py
+    if text.strip().lower().startswith(("ucr:", "uea:")) or find_named_series(text, root) is not None:
+        return load_named_series(text, split, root)
     raise DataError(
         f"no dataset or path '{display_path(text)}'.{closest(key, dataset_names())}",
         f"pass one of the named datasets ({', '.join(dataset_names())}) or one of: {_formats()}.",
@@ -357,4 +370,16 @@ def describe_datasets(root: str | None = None) -> list[dict]:
             status = f"missing: {how_to_get(spec, root)}"
         rows.append({"name": spec.name, "splits": spec.splits, "where": where, "how_to_get": how_to_get(spec, root),
                      "status": status})
+    for row in series_sets(root):
+        rows.append({"name": row["name"], "splits": row["splits"], "where": row["where"], "how_to_get": "",
+                     "status": row["status"]})
     return rows
+
+
+def describe_series(root: str | None = None) -> list[dict]:
+    """One dict per time-series set of the UCR/UEA archive found where :func:`load_dataset` looks for
+    one by name (`root` and `root/ucr`, $SELFSUP_DATA and its ucr/, /usr/share/datasets/ucr, the
+    user cache's ucr/, an installed aeon's or sktime's data folder; the first place wins for a
+    name): name, splits, where, origin, format, channels, length (int, "variable" or None), classes
+    (count; 0 unlabelled) and status (one line for `selfsup datasets`). Reads file headers only."""
+    return series_sets(root)

@@ -7,6 +7,7 @@ from . import obow  # noqa: F401  (bag-of-visual-words distillation)
 from . import mugs  # noqa: F401  (multi-granular: instance, local-group, group)
 from . import groco  # noqa: F401  (learning by sorting)
 from . import gsimclr  # noqa: F401  (SimCLR guided by k-means pseudo-labels)
+from . import ts2vec, tstcc  # noqa: F401  (time series: hierarchical and temporal/contextual contrast)
 from .base import Batch, Method
 
 __all__ = ["Batch", "Method"]
