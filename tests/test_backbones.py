@@ -30,13 +30,32 @@ SMOKE = {
     "timm": dict(in_channels=3, image_size=32, model="resnet18"),
     "scatnet": dict(in_channels=1, image_size=28, width=4, blocks=1),  # needs kymatio (selfsup[scatter])
     "mlp": dict(in_channels=5, cardinalities=[0, 3, 0, 4, 0], width=16, depth=2, embed_dim=4),  # a table backbone
+    "ts2vec_cnn": dict(in_channels=2, length=30, hidden_dim=8, dim=16, depth=3),  # series backbones
+    "resnet1d": dict(in_channels=2, length=30, width=8),
+    "patchtst": dict(in_channels=2, length=30, patch_len=8, dim=16, depth=1, heads=2),
+    "gin": dict(in_channels=5, edge_dim=3, hidden_dim=16, layers=2),  # graph backbones
+    "gcn": dict(in_channels=5, hidden_dim=16, layers=2),
+    "node_mlp": dict(in_channels=5, hidden_dims=[16, 16], out_dim=8),  # graphs, without message passing
 }
 
 
 def smoke_input(name: str) -> torch.Tensor:
-    """Two inputs of the kind the backbone takes: images, or table rows (numbers and category codes)."""
+    """Two inputs of the kind the backbone takes: images, table rows (numbers and category codes), two
+    series (one padded), two small graphs."""
     cfg = SMOKE[name]
-    if getattr(registry.get("backbone", name), "modality", "image") == "table":
+    kind = registry.get("backbone", name).modality
+    if kind == "series":
+        x = torch.randn(2, cfg["in_channels"], cfg["length"])
+        x[1, :, 25:] = float("nan")  # a shorter series, padded
+        return x
+    if kind == "graph":
+        from selfsup.data.graph import Graphs
+
+        g = torch.Generator().manual_seed(0)
+        edges = [torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]]), torch.tensor([[0, 1], [1, 0]])]
+        return Graphs.from_lists([torch.randn(3, 5, generator=g), torch.randn(2, 5, generator=g)], edges,
+                                 [torch.randn(4, 3, generator=g), torch.randn(2, 3, generator=g)])
+    if kind == "table":
         x = torch.randn(2, cfg["in_channels"])
         for j, card in enumerate(cfg["cardinalities"]):
             if card:
@@ -79,8 +98,8 @@ def test_every_backbone_forward_backward_and_eval_determinism(name):
 
 
 def test_build_backbone_unknown_name_and_option_are_config_errors():
-    with pytest.raises(ConfigError, match="unknown backbone 'resnet19'.*Did you mean 'resnet18'"):
-        build_backbone("resnet19", in_channels=3)
+    with pytest.raises(ConfigError, match="unknown backbone .resnett18.*Did you mean .resnet18."):
+        build_backbone("resnett18", in_channels=3)
     with pytest.raises(ConfigError, match="has no option 'widht'.*Did you mean 'width'"):
         build_backbone("convnet6", in_channels=1, widht=16)
 

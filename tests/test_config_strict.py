@@ -23,7 +23,7 @@ UNKNOWN = [
 ]
 NAMES = [
     ({"method": {"name": "simclrr"}}, "method.name='simclrr' is not a registered method. Did you mean 'simclr'?"),
-    ({"backbone": {"name": "resnet19"}}, "backbone.name='resnet19' is not a registered backbone. Did you mean 'resnet18'?"),
+    ({"backbone": {"name": "resnett18"}}, "backbone.name='resnett18' is not a registered backbone. Did you mean 'resnet18'?"),
     ({"method": {"aux": [{"name": "augawre"}]}}, "method.aux[0].name='augawre' is not a registered auxiliary. Did you mean 'augaware'?"),
     ({"eval": {"protocols": ["knn", "lineer"]}}, "eval.protocols[1]='lineer' is not a registered protocol. Did you mean 'linear'?"),
     ({"views": {"preset": "simclear"}}, "views.preset='simclear' is not a preset. Did you mean 'simclr'?"),
@@ -86,7 +86,7 @@ def _flags(value: str) -> list[str]:
 # error must win over the data error, showing that nothing was read before the config was checked.
 CLI_CASES = [
     (_flags("data.image_size=-2"), "data.image_size=-2"),
-    (["--backbone", "resnet19"], "backbone.name='resnet19'"),
+    (["--backbone", "resnett18"], "backbone.name='resnett18'"),
     (_flags("backbone.widht=8"), "backbone.widht"),
     (["--method", "byoll"], "method.name='byoll'"),
     (_flags("method.temperature=warm"), "method.temperature"),

@@ -379,7 +379,7 @@ def test_named_cifar_stl_and_folder_detection(clean_places, monkeypatch):
     assert load_dataset(str(tmp / "tv" / "FashionMNIST" / "raw")).classes[0] == "T-shirt/top"
     rows = {r["name"]: r for r in describe_datasets()}
     assert set(rows) == set(dataset_names()) == {"fashion-mnist", "mnist", "kmnist", "cifar10", "cifar100", "stl10",
-                                                     "adult"}
+                                                     "adult", "nci_tpsa", "wehi", "chembl2321810", "karate"}
     assert rows["cifar10"]["where"] == str(tmp / "env" / "cifar-10-batches-py")
     assert rows["stl10"]["where"] == "missing" and "stl10_binary.tar.gz" in rows["stl10"]["how_to_get"]
     assert rows["stl10"]["splits"] == ["train", "test", "unlabeled", "train+unlabeled"]

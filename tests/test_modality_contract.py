@@ -65,14 +65,15 @@ def test_requirements_are_met_or_refused_with_the_capability_named():
     table plug-in with the mlp provides none of pixels, feature maps or tokens."""
     table, mlp = modality_of("table"), registry.get("backbone", "mlp")
     generic = {"simclr", "moco_v2", "moco_v3", "byol", "simsiam", "barlow_twins", "vicreg", "dino", "swav", "nnclr",
-               "dcl", "dclw", "groco", "msbreg", "mugs", "supcon", "supervised"}
+               "dcl", "dclw", "groco", "msbreg", "mugs", "supcon", "supervised", "graphcl", "grace", "bgrl"}
+    specific = {"mae", "obow", "sla", "gsimclr", "mixed_barlow_twins", "ts2vec", "tstcc"}
     for name in registry.names("method"):
         cls = registry.get("method", name)
         assert set(cls.requires) <= set(CAPABILITIES), name
         if name in generic:
             assert cls.requires == (), name
-        else:
-            assert unmet(cls.requires, table, mlp), name  # mae, obow, sla, gsimclr, mixed_barlow_twins
+        if name in specific:
+            assert unmet(cls.requires, table, mlp), name  # pixels, tokens, timesteps, mixable: not on a table
 
 
 @pytest.mark.parametrize("method, layout, needle", [

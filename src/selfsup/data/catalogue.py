@@ -17,6 +17,7 @@ subfolders but not the one asked for is a DataError.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 from dataclasses import dataclass, replace
 from typing import Callable
@@ -30,6 +31,7 @@ from .dataset import ImageDataset
 from ..files import display_path
 from .folder import load_image_folder, parse_image_size
 from .idx import load_idx
+from .graph import GRAPH_SPLITS, NAMED_GRAPHS
 from .series import find_named_series, load_named_series, series_sets
 from .stl10 import STL10_FILES, load_stl10
 from .table import TableDataset, TableSchema, load_table
@@ -156,6 +158,8 @@ def guess_modality(name_or_path: str, root: str | None = None) -> str:
     name = _ALIASES.get(key) or _ALIASES.get(key.replace("-", ""))
     if name is not None:
         return CATALOGUE[name].modality
+    if text.strip().lower().replace("-", "_") in NAMED_GRAPHS:
+        return "graph"
     ordered = plugins()
     found = next((m.name for m in ordered if m.claims(os.path.expanduser(text))), None)
     if found is None and not os.path.exists(os.path.expanduser(text)):
@@ -169,7 +173,7 @@ def guess_modality(name_or_path: str, root: str | None = None) -> str:
 def dataset_names() -> list[str]:
     """The names :func:`load_dataset` knows, sorted (UCR/UEA series sets are found on disk instead:
     :func:`describe_series`)."""
-    return sorted(CATALOGUE)
+    return sorted([*CATALOGUE, *NAMED_GRAPHS])
 
 
 def search_dirs(root: str | None = None) -> list[str]:
@@ -348,6 +352,11 @@ def load_dataset(name_or_path: str, split: str = "train", root: str | None = Non
                 return plugin.load(path, split, **options)
         raise DataError(f"cannot read the file {display_path(path)}: no modality reads it.",
                         f"pass a named dataset ({', '.join(dataset_names())}) or one of: {_formats()}.")
+    graph_name = text.strip().lower().replace("-", "_")
+    if graph_name in NAMED_GRAPHS:  # molecules inside the RDKit wheel, the karate club (data/graph.py)
+        from ..modalities import modality_of
+
+        return modality_of("graph").load_named(graph_name, split)
     # a time-series set of the UCR/UEA archive by name (GunPoint, ucr:GunPoint), see data/series.py
     if text.strip().lower().startswith(("ucr:", "uea:")) or find_named_series(text, root) is not None:
         return load_named_series(text, split, root)
@@ -370,6 +379,12 @@ def describe_datasets(root: str | None = None) -> list[dict]:
             status = f"missing: {how_to_get(spec, root)}"
         rows.append({"name": spec.name, "splits": spec.splits, "where": where, "how_to_get": how_to_get(spec, root),
                      "status": status})
+    for name, what in NAMED_GRAPHS.items():  # inside installed packages: found when the package is
+        found = importlib.util.find_spec("networkx" if name == "karate" else "rdkit") is not None
+        rows.append({"name": name, "splits": list(GRAPH_SPLITS), "where": "installed package" if found else "missing",
+                     "how_to_get": "pip install 'selfsup[graph]'",
+                     "status": f"{'found' if found else 'missing'}: {what}" + ("" if found else
+                                                                             "; pip install 'selfsup[graph]'")})
     for row in series_sets(root):
         rows.append({"name": row["name"], "splits": row["splits"], "where": row["where"], "how_to_get": "",
                      "status": row["status"]})

@@ -219,3 +219,16 @@ def masked_nt_xent(z1: torch.Tensor, z2: torch.Tensor, groups: torch.Tensor, tem
     same = g[:, None] == g[None, :]  # (2B, 2B): self, partner and same-group negatives
     same[torch.arange(len(g), device=g.device), positive] = False  # the positive pair stays
     return F.cross_entropy(logits.masked_fill(same, float("-inf")), positive)
+
+
+@full_precision
+def graphcl_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.2) -> torch.Tensor:
+    """GraphCL's NT-Xent (You et al., NeurIPS 2020, eq. 3 as in its code): for graph i, the cosine of
+    its two views over temperature against its first view's cosines to the OTHER graphs' second views,
+    the positive left out of the denominator: -log(e^{s_ii} / sum_{j != i} e^{s_ij}). z1, z2 (B, D)."""
+    z1, z2 = F.normalize(z1.float(), dim=1), F.normalize(z2.float(), dim=1)
+    sim = z1 @ z2.T / temperature  # (B, B)
+    eye = torch.eye(len(z1), dtype=torch.bool, device=z1.device)
+    positive = sim.diagonal()
+    negatives = torch.logsumexp(sim.masked_fill(eye, float("-inf")), dim=1)
+    return (negatives - positive).mean()

@@ -8,6 +8,9 @@ from . import mugs  # noqa: F401  (multi-granular: instance, local-group, group)
 from . import groco  # noqa: F401  (learning by sorting)
 from . import gsimclr  # noqa: F401  (SimCLR guided by k-means pseudo-labels)
 from . import ts2vec, tstcc  # noqa: F401  (time series: hierarchical and temporal/contextual contrast)
+from . import graph_contrast  # noqa: F401  (graphs: GraphCL, GRACE, BGRL)
+from . import dsla  # noqa: F401  (graphs: discrepancy learning against perturbed graphs)
+from . import scgc  # noqa: F401  (nodes: contrastive graph clustering on an MLP)
 from .base import Batch, Method
 
 __all__ = ["Batch", "Method"]
