@@ -362,7 +362,9 @@ def load_dataset(name_or_path: str, split: str = "train", root: str | None = Non
         return load_named_series(text, split, root)
     raise DataError(
         f"no dataset or path '{display_path(text)}'.{closest(key, dataset_names())}",
-        f"pass one of the named datasets ({', '.join(dataset_names())}) or one of: {_formats()}.",
+        f"pass one of the named datasets ({', '.join(dataset_names())}), a UCR/UEA set by name (found under "
+        f"--set data.root=DIR, $SELFSUP_DATA or their ucr/ folder; `selfsup datasets` lists those found) "
+        f"or one of: {_formats()}.",
     )
 
 

@@ -698,6 +698,10 @@ def _ids(wheres: list[str], values: list[str | None], where: str, column: str, n
     return values
 
 
+LABEL_COLUMNS = ("label", "labels", "class", "y")  # read as class labels when label= is not given
+TARGET_COLUMNS = ("target",)  # read as the regression target when target= is not given
+
+
 def load_molecules(path: str | os.PathLike, label: str | None = None, target: str | None = None,
                    smiles_column: str | None = None, name: str | None = None) -> GraphDataset:
     """Read molecules from a CSV/TSV with a SMILES column, or a .smi file, into a GraphDataset.
@@ -711,7 +715,8 @@ def load_molecules(path: str | os.PathLike, label: str | None = None, target: st
       its first 50 values parse as SMILES and one has two or more atoms (a note names it);
     - `label`: a column of class labels (text; classes sorted numerically when all are numbers);
       `target`: a column of float regression targets (TPSA, pIC50, ...). Either, both or neither;
-      other columns are not used (a note lists them);
+      when not given (None), a column named label, labels, class or y is the label (a note says so)
+      and one named target the target; "" reads none; other columns are not used (a note lists them);
     - ids: the first column named id, name, mol_id, molecule_id, compound_id or chembl_id, or in a
       file without a header of exactly two columns the one that is not SMILES, when its values are
       present and unique; else ``<file>:<line>``.
@@ -779,6 +784,14 @@ def load_molecules(path: str | os.PathLike, label: str | None = None, target: st
             raise DataError(f"{where} has no column {value!r}.{closest(value, header)}",
                             f"pass one of its columns as {option}= ({', '.join(map(repr, header[:8]))}"
                             f"{', ...' if len(header) > 8 else ''}).")
+    # not given (None): a column named as labels conventionally are is the label, one named target the target
+    if label is None:
+        label = next((h for h in header if h.lower() in LABEL_COLUMNS and h not in (target, smiles_column)), None)
+        if label is not None:
+            notes.append(f"{where}: read column {label!r} as the class labels; pass label='' (--set data.label='') "
+                         "to read none, or label=COLUMN for another.")
+    if target is None:
+        target = next((h for h in header if h.lower() in TARGET_COLUMNS and h not in (label, smiles_column)), None)
     taken = {label, target} - {None, ""}
     if not smiles_column:
         smiles_column = next((h for h in header if h.lower() in SMILES_COLUMNS and h not in taken), None)

@@ -930,9 +930,11 @@ def _check_split(split: str) -> str:
 
 
 def load_series(path, split: str = "train", classes: list[str] | None = None) -> SeriesDataset:
-    """Series from a file (``.ts``, ``.tsv``, ``.arff``, ``.npy``, ``.npz``; `split` is ignored for a
-    text file, it picks ``x_<split>`` in an ``.npz``) or from a set folder holding
-    ``<Name>_TRAIN.ts`` / ``<Name>_TEST.ts`` (`split` picks the file).
+    """Series from a file (``.ts``, ``.tsv``, ``.arff``, ``.npy``, ``.npz``; `split` picks ``x_<split>``
+    in an ``.npz``, and for a ``<Name>_TRAIN`` text file split ``test`` reads the ``<Name>_TEST`` file
+    beside it, so that a run trained on the train file finds its test split; otherwise a text file is
+    read whatever the split) or from a set folder holding ``<Name>_TRAIN.ts`` / ``<Name>_TEST.ts``
+    (`split` picks the file).
 
     `classes`: the train split's class list (``train.classes``) when reading a test split. When it is
     not given for a ``<Name>_TEST`` file, the class list of ``<Name>_TRAIN`` beside it is used (with a note).
@@ -950,6 +952,11 @@ def load_series(path, split: str = "train", classes: list[str] | None = None) ->
     if not os.path.exists(path):
         raise DataError(f"series file {display_path(path)} does not exist.", "check the path.")
     note = None
+    stem, ext = os.path.splitext(os.path.basename(path))
+    if split == "test" and stem.lower().endswith("_train") and not path.lower().endswith(SERIES_ARRAY_EXTENSIONS):
+        hit = _split_file(os.path.dirname(path) or ".", stem[:-6], "test")
+        if hit and os.path.splitext(hit)[1].lower() == ext.lower():  # <Name>_TRAIN.ts -> <Name>_TEST.ts
+            path = hit
     if classes is None and not path.lower().endswith(SERIES_ARRAY_EXTENSIONS):
         sibling = _sibling_train(path)
         if sibling is not None:

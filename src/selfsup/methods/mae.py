@@ -31,6 +31,7 @@ class MAE(Method):
     """
 
     requires = ("tokens",)  # a backbone that encodes a subset of its patch tokens (see the docstring)
+    preferred_backbones = {"series": "patchtst"}  # backbone.name=auto on series: the patch transformer
     paper = ("He, Chen, Xie, Li, Dollár, Girshick. Masked Autoencoders Are Scalable Vision Learners. "
              "CVPR 2022, arXiv:2111.06377")
     family = "masked"

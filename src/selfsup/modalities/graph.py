@@ -39,7 +39,8 @@ class Graph(Modality):
     def load(cls, path: str, split: str, label=None, schema=None, **_):
         from ..data.graph import load_graphs, node_dataset
 
-        options = {"label": label} if label else {}
+        # None: a molecule file's column named label/class/y, if any; "": none (a graph .npz has no such option)
+        options = {} if label is None or (label == "" and path.lower().endswith(".npz")) else {"label": label}
         return _as_samples(load_graphs(path, **options), node_dataset)
 
     @classmethod
