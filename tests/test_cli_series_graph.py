@@ -151,3 +151,15 @@ def test_molecule_label_column_by_name_or_none(smiles_csv):
     assert any("read column 'label' as the class labels" in note for note in auto.notes)
     assert [s for s, _ in auto.skipped] == [f"{smiles_csv.name}:26"]  # the broken SMILES, listed by line
     assert load_dataset(str(smiles_csv), label="").labels is None
+
+
+@needs_ucr
+def test_pretraining_on_data_without_that_test_split_keeps_the_run(tmp_path, capsys):
+    # the split cannot be read after pretraining: the run is kept, label-free protocols still run
+    run = tmp_path / "run"
+    code, stdout, err = run_cli(["pretrain", "--data", "GunPoint", "--set", f"data.root={SHARED}",
+                                 "--set", "data.test_split=valid", "--steps", "2", "--batch-size", "8", "--out", run,
+                                 "--no-progress", *SMALL_CNN], capsys)
+    assert code == 0, err
+    assert "note: time-series sets have the splits train and test, not 'valid'" in err and "skipped knn, linear" in err
+    assert "rankme: rank=" in stdout and (run / "encoder" / "encoder.safetensors").is_file()

@@ -128,13 +128,22 @@ def _evaluate_datasets(encoder: Encoder, train_set, name: str, test_split: str |
     from .evaluation.features import cached_features
 
     # a table's test split is encoded like its train split
-    test_set = _test_set(name, test_split, root, image_size, getattr(train_set, "schema", None))
+    try:
+        test_set = _test_set(name, test_split, root, image_size, getattr(train_set, "schema", None))
+    except DataError as err:
+        if strict:
+            raise
+        # after pretraining: the encoder is saved; data with no test split (an unlabeled pretraining set)
+        # loses only the protocols that need one (the note below says why)
+        test_set, unreadable = None, err.problem.rstrip(".")
+    else:
+        unreadable = None
     if test_set is not None:
         check_compatible(test_set, train_set, "test")
     protocols = tuple(eval_cfg.protocols)
     problem = None
     if test_set is None:
-        problem = f"'{name}' has no test split to score on"
+        problem = unreadable or f"'{name}' has no test split to score on"
     elif test_set.ids == train_set.ids:
         problem = f"'{name}' has no separate {test_split!r} split, so there is nothing held out to score on"
         test_set = None
