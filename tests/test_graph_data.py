@@ -390,10 +390,13 @@ def test_karate_node_level():
     assert len(data) == 1 and data.graphs.num_nodes == 34 and data.graphs.num_edges == 156
     assert data.node_classes == ["Mr. Hi", "Officer"] and data.num_node_classes == 2
     assert data.node_labels.tolist().count(0) == 17 and (data.node_labels >= 0).all()
-    assert data.labels is None and data.input_spec() == {"in_channels": DEGREE_FEATURES, "edge_dim": 0}
+    # one-hot node ids as features (as PyTorch Geometric's KarateClub): an MLP can embed each node
+    assert data.labels is None and data.input_spec() == {"in_channels": 34, "edge_dim": 0}
+    assert torch.equal(data.graphs.x, torch.eye(34))
     ei = data.graphs.edge_index
     assert set(map(tuple, ei.T.tolist())) == {(v, u) for u, v in ei.T.tolist()}  # undirected
-    assert data.graphs.x.argmax(1)[33] == 17 and data.graphs.x.argmax(1)[0] == 16  # the two leaders' degrees
+    degree = torch.bincount(data.graphs.edge_index[0], minlength=34)
+    assert degree[33] == 17 and degree[0] == 16  # the two leaders
     train, test = load_named_graphs("karate", "train"), load_named_graphs("karate", "test")
     assert torch.equal(train.graphs.edge_index, data.graphs.edge_index)  # the same graph, transductive
     seen_train, seen_test = train.node_labels >= 0, test.node_labels >= 0

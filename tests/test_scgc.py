@@ -172,7 +172,7 @@ def full_batch(nodes: Nodes) -> Batch:
 def test_forward_backward_on_karate():
     nodes, labels = karate(identity=False)
     torch.manual_seed(0)
-    method = SCGC(build_backbone("node_mlp", in_channels=32, hidden_dims=[64, 64], out_dim=8), pretrain_epochs=2)
+    method = SCGC(build_backbone("node_mlp", in_channels=34, hidden_dims=[64, 64], out_dim=8), pretrain_epochs=2)
     f = nodes.graphs.x.shape[1]
     method.prepare(TrainData(nodes, labels, [0.0] * f, [1.0] * f))
     out = method(full_batch(nodes.index(torch.arange(20))))  # a batch of 20 of the 34 nodes

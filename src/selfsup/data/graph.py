@@ -1207,7 +1207,8 @@ def from_networkx(graph_or_list, node_features: str | None = None, label_attr: s
     """A GraphDataset from one networkx graph (node-level) or a list of them (graph-level).
 
     node_features: None or "degree": the one-hot degree (DEGREE_FEATURES columns); "constant": a
-    single 1 per node; any other text: the node attribute holding a number or a vector (every node
+    single 1 per node; "identity": the one-hot node index (one column per node, one graph only: an
+    embedding per node, as PyTorch Geometric's KarateClub); any other text: the node attribute holding a number or a vector (every node
     must have it, all of one length).
     label_attr: for one graph, a node attribute with the node's class (a node without it is
     unlabeled, -1 in ``node_labels``); for a list, a graph attribute (``G.graph[label_attr]``) with
@@ -1247,6 +1248,12 @@ def from_networkx(graph_or_list, node_features: str | None = None, label_attr: s
             x = _degree_onehot(e, len(nodes))
         elif node_features == "constant":
             x = np.ones((len(nodes), 1), dtype=np.float32)
+        elif node_features == "identity":
+            if not single:
+                raise DataError("node_features='identity' (one column per node) applies to one graph, not a list: "
+                                "graphs of different sizes would have different widths.",
+                                "pass one graph, or node_features='degree' for a list.")
+            x = np.eye(len(nodes), dtype=np.float32)
         else:
             rows = []
             for node in nodes:
@@ -1326,7 +1333,8 @@ NAMED_GRAPHS = {
             "train = all",
     "chembl2321810": "1,017 molecules of one ChEMBL series (rdkit Contrib/FreeWilson/data) with pIC50 as a "
                      "regression target; scaffold split 80/20",
-    "karate": "Zachary's karate club (networkx): one graph, 34 nodes, 78 edges, the two factions as node labels; "
+    "karate": "Zachary's karate club (networkx): one graph, 34 nodes (one-hot ids as features), 78 edges, the two "
+              "factions as node labels; "
               "seeded 80/20 split of the node labels",
 }
 GRAPH_SPLITS = ("train", "test", "all")
@@ -1392,7 +1400,7 @@ def _named_full(name: str):
     if name == "karate":
         import networkx as nx
 
-        data = from_networkx(nx.karate_club_graph(), label_attr="club", name="karate")
+        data = from_networkx(nx.karate_club_graph(), node_features="identity", label_attr="club", name="karate")
         data.source = "networkx.karate_club_graph()"
         train, test = _stratified_split(data.node_labels.numpy())
         return data, train, test
