@@ -3,6 +3,8 @@ the Graphs batch operations checked against a slow per-graph reference."""
 from __future__ import annotations
 
 import csv
+import io
+import struct
 
 import networkx as nx
 import numpy as np
@@ -11,7 +13,7 @@ import torch
 
 from selfsup.data.graph import (
     DEGREE_FEATURES, EDGE_FEATURES, NODE_FEATURES, GraphDataset, Graphs, from_networkx, graphs_from_smiles,
-    load_edge_list, load_graph_npz, load_graphs, load_molecules, load_named_graphs)
+    is_graph_file, load_edge_list, load_graph_npz, load_graphs, load_molecules, load_named_graphs)
 from selfsup.errors import DataError
 
 rdkit = pytest.importorskip("rdkit")
@@ -379,6 +381,83 @@ def test_edge_list_bad_node_id_and_empty_graph(tmp_path):
     no_header.write_text("0,1\n")
     with pytest.raises(DataError, match="plain.csv has no source and target columns"):
         load_edge_list(no_header)
+
+
+# Found by tests/test_fuzz_readers.py: each of these raised another exception (TypeError, zlib.error,
+# MemoryError, ValueError, NotImplementedError) or kept an infinity before the reader was fixed.
+
+
+def test_load_graphs_option_the_chosen_reader_lacks_is_a_data_error(tmp_path):
+    """An edge CSV whose header lost 'source,target' is read as molecules: nodes=/directed= was a TypeError."""
+    edges = tmp_path / "edges.csv"
+    edges.write_text("src,dst\n0,1\n")
+    (tmp_path / "nodes.csv").write_text("id,label\n0,a\n1,b\n")
+    with pytest.raises(DataError) as info:
+        load_graphs(edges, nodes=tmp_path / "nodes.csv", directed=False)
+    assert str(info.value) == ("edges.csv is read as a molecule file (its first line names no source and target "
+                               "columns), which takes no nodes=, directed= option. Fix: for an edge list, name its "
+                               "node-id columns source and target in the first line.")
+    np.savez(tmp_path / "g.npz", edge_index=np.array([[0], [1]]), node_ptr=np.array([0, 2]))
+    with pytest.raises(DataError, match=r"g.npz is read as a graph .npz, which takes no label= option\. Fix: leave"):
+        load_graphs(tmp_path / "g.npz", label="y")
+
+
+def test_graph_npz_damage_found_by_fuzzing(tmp_path):
+    path = tmp_path / "bad.npz"
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, edge_index=np.array([[0, 1], [1, 0]]), node_ptr=np.array([0, 2]))
+    data = bytearray(buffer.getvalue())
+    name_length, extra_length = struct.unpack("<HH", data[26:30])
+    data[30 + name_length + extra_length] ^= 0xFF  # the first byte of edge_index's deflate stream
+    path.write_bytes(bytes(data))
+    with pytest.raises(DataError, match=r"bad.npz cannot be read as .npz \(error: Error -3 while decompressing"):
+        load_graph_npz(path)
+    data = bytearray(buffer.getvalue())
+    central = data.index(b"PK\x01\x02")
+    data[central + 6] = 64  # "version needed to extract" 6.4: zipfile raises NotImplementedError
+    path.write_bytes(bytes(data))
+    assert is_graph_file(str(path)) is False
+    with pytest.raises(DataError, match=r"cannot be read as .npz \(NotImplementedError: zip file version 6.4\)"):
+        load_graph_npz(path)
+    cases = [  # arrays -> the DataError
+        ({"edge_index": np.zeros((2, 0), np.int64), "node_ptr": np.array([0, 1]), "label": np.array(3)},
+         r"bad.npz: 'label' has shape \(\); it must be \(N,\), one per graph. Fix: give one label per graph."),
+        ({"edge_index": np.zeros((2, 0), np.int64), "node_ptr": np.array([0, 2**40])},  # was a MemoryError
+         r"'node_ptr' declares 1,099,511,627,776 nodes and no array holds them .* Fix: save x \(V, F\)"),
+        ({"edge_index": np.zeros((2, 0), np.int64), "graph": np.array([0, 2**40])},  # was a MemoryError
+         r"bad.npz: 'graph' has graph id 1099511627776, but there are only 2 nodes. Fix: number the graphs"),
+        ({"edge_index": np.array([[0, 1], [1, 0]]), "node_ptr": np.array([0, 2]), "edge_attr": np.ones(3)},
+         r"bad.npz: 'edge_attr' has 3 rows for 2 edges"),  # was a ValueError from reshape
+        ({"edge_index": np.array([[0], [1]]), "x": np.array([[1.0], [1e39]])},  # was stored as inf
+         r"bad.npz: 'x' has values beyond float32's range \(e.g. 1e\+39\)"),
+        ({"edge_index": np.array([[0], [1]]), "node_ptr": np.array([0, 2]), "target": np.array([-1e300])},
+         r"bad.npz: 'target' has values beyond float32's range"),
+    ]
+    for arrays, message in cases:
+        np.savez(path, **arrays)
+        with pytest.raises(DataError, match=message):
+            load_graph_npz(path)
+    np.savez(path, edge_index=np.zeros((2, 0), np.int64), node_ptr=np.array([0, 1]), edge_attr=np.ones(0))
+    data = load_graph_npz(path)  # no edges and a 1-D edge_attr of none: was a ValueError from reshape
+    assert data.graphs.edge_attr.shape == (0, 1)
+    np.savez(path, edge_index=np.zeros((2, 0), np.int64), graph=np.array([0, 2]), label=np.array(["a", "b", "c"]))
+    data = load_graph_npz(path)  # graph ids up to the label count are fine: graph 1 is empty, skipped
+    assert data.ids == ["bad.npz:0", "bad.npz:2"] and data.skipped == [("bad.npz:1", "empty graph (no nodes)")]
+
+
+def test_numbers_beyond_float32_in_node_and_molecule_files(tmp_path):
+    """A node feature or a molecule target of 1e39 was stored as an infinity."""
+    edges = tmp_path / "edges.csv"
+    edges.write_text("source,target\na,b\n")
+    nodes = tmp_path / "nodes.csv"
+    nodes.write_text("id,f\na,1\nb,1e39\n")
+    with pytest.raises(DataError, match=r"nodes.csv:3: feature 'f' is '1e39', not a number \(within float32's range"):
+        load_edge_list(edges, nodes)
+    mols = tmp_path / "mols.csv"
+    mols.write_text("smiles,target\nCCO,1e39\nCC,2\n")
+    data = load_molecules(mols)
+    assert data.targets.tolist() == [2.0]
+    assert data.skipped == [("mols.csv:2", "the target '1e39' (column 'target') is not a finite number (in float32)")]
 
 
 # ---------------------------------------------------------------------------------------------

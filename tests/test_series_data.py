@@ -396,6 +396,40 @@ def test_test_split_is_read_with_the_train_classes(tmp_path):
     one_line(exc)
 
 
+# Found by tests/test_fuzz_readers.py: each of these raised another exception, or kept a label no
+# class list can hold, before the reader was fixed.
+
+def test_header_counts_that_are_digits_but_not_decimal_are_ignored(tmp_path):
+    """'²' (a cp1252 byte in a damaged header) is str.isdigit() but int() refuses it: ValueError."""
+    path = write_ts(tmp_path / "Sup.ts", ["1,2,3:a", "4,5,6:b"],
+                    header="@dimensions \u00b2\n@seriesLength \u00b2\n@classLabel true a b\n@data\n")
+    ds = load_ts(path)
+    assert ds.values.shape == (2, 1, 3) and ds.labels.tolist() == [0, 1]
+
+
+def test_arff_class_list_with_a_carriage_return(tmp_path):
+    """A lone carriage return in the nominal list made csv raise _csv.Error (new-line character seen)."""
+    path = tmp_path / "Cr.arff"
+    path.write_bytes(b"@relation r\n@attribute a1 numeric\n@attribute class {a\rb,c}\n@data\n1,c\n2,a\rb\n")
+    ds = load_arff(path)
+    assert ds.classes == ["a\rb", "c"] and ds.labels.tolist() == [1, 0]
+
+
+def test_npz_labels_beyond_a_class_index_are_skipped(tmp_path):
+    """Integer labels without class names: 2**62 was kept (num_classes 2**62 + 1); 1e300 and a uint64
+    beyond int64 turned into a negative label. All are skipped and listed, like a negative label."""
+    x = np.ones((4, 1, 3), np.float32)
+    for y in (np.array([0, 2**62, 1, 2**31]), np.array([0, 1e300, 1, 2.0**31]),
+              np.array([0, 2**64 - 1, 1, 2**31], np.uint64)):
+        np.savez(tmp_path / "big.npz", x=x, y=y)
+        ds = load_series_arrays(tmp_path / "big.npz")
+        assert ds.labels.tolist() == [0, 1] and ds.num_classes == 2 and ds.ids == ["big/0", "big/2"]
+        assert [w for w, _ in ds.skipped] == [f"{tmp_path / 'big.npz'}[1]", f"{tmp_path / 'big.npz'}[3]"]
+        assert all("is not a class index (0..K-1, below 2**31)" in why for _, why in ds.skipped)
+    np.savez(tmp_path / "big.npz", x=x, y=np.array([0, 2**31 - 1, 1, 1]))  # the largest class index is kept
+    assert load_series_arrays(tmp_path / "big.npz").num_classes == 2**31
+
+
 # --------------------------------------------------------------------------- named lookup
 
 def _fake_set(folder: Path, name: str, value: float = 1.0) -> Path:

@@ -37,7 +37,6 @@ import io
 import math
 import os
 import re
-import zipfile
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -251,7 +250,7 @@ def is_graph_file(path: str) -> bool:
 
             with zipfile.ZipFile(path) as archive:
                 return "edge_index.npy" in archive.namelist()
-        except (OSError, zipfile.BadZipFile):
+        except Exception:  # damaged: BadZipFile, NotImplementedError for a zip version it lacks, ...
             return False
     if lower.endswith((".csv", ".tsv", ".tab")) and os.path.isfile(path):
         try:
@@ -370,6 +369,10 @@ _GROUP_START = {"element": 0, "degree": 13, "charge": 19, "hydrogens": 24, "arom
                 "hybridization": 31, "chirality": 37}
 
 DEGREE_FEATURES = 32  # generic graphs without node features: one-hot degree 0..30, then "31+"
+# A graph .npz without x or graph arrays declares its node count in node_ptr alone; a larger count
+# is a damaged node_ptr (the degree features alone would take 128 bytes a node). As MAX_PIXELS.
+MAX_DECLARED_NODES = 1 << 26
+_FLOAT32_MAX = float(np.finfo(np.float32).max)  # a number beyond it would be stored as an infinity: not a number
 
 SMILES_COLUMNS = ("smiles", "canonical_smiles", "isomeric_smiles")  # compared in lower case
 ID_COLUMNS = ("id", "name", "mol_id", "molecule_id", "compound_id", "chembl_id")
@@ -838,9 +841,9 @@ def load_molecules(path: str | os.PathLike, label: str | None = None, target: st
                 number = float(v)
             except ValueError:
                 number = math.nan
-            if not math.isfinite(number) and i not in bad:
+            if not (math.isfinite(number) and abs(number) <= _FLOAT32_MAX) and i not in bad:
                 bad[i] = (f"no target (column {target!r} is empty there)" if v.lower() in MISSING
-                          else f"the target {_short(v, 30)} (column {target!r}) is not a finite number")
+                          else f"the target {_short(v, 30)} (column {target!r}) is not a finite number (in float32)")
             target_values.append(number)
     good = [i for i in range(len(rows)) if i not in bad]
     skipped += [(wheres[i], bad[i]) for i in sorted(bad)]
@@ -882,7 +885,9 @@ def load_graph_npz(path: str | os.PathLike, name: str | None = None) -> GraphDat
             raise DataError(f"{where} holds one array, not named arrays.", how)
         with archive:
             arrays = {k: archive[k] for k in archive.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # damaged, or object arrays (pickles)
+    except DataError:
+        raise
+    except Exception as exc:  # damaged (zipfile, zlib and numpy raise many kinds), or object arrays (pickles)
         first = (str(exc).splitlines() or [""])[0][:150]
         raise DataError(f"{where} cannot be read as .npz ({type(exc).__name__}: {first}).", how) from None
 
@@ -894,6 +899,9 @@ def load_graph_npz(path: str | os.PathLike, name: str | None = None) -> GraphDat
                             "dimension(s).", how)
         if a.dtype.kind == "f" and not np.isfinite(a).all():
             raise DataError(f"{where}: {key!r} has NaN or infinite values.", "replace them with numbers.")
+        if a.dtype.kind == "f" and a.size and float(np.abs(a).max()) > _FLOAT32_MAX:
+            raise DataError(f"{where}: {key!r} has values beyond float32's range (e.g. {float(np.abs(a).max()):g}).",
+                            "scale them into float32's range (about 3.4e38).")
         return a
 
     if "edge_index" not in arrays:
@@ -917,6 +925,10 @@ def load_graph_npz(path: str | os.PathLike, name: str | None = None) -> GraphDat
         raise DataError(f"{where}: the node counts disagree ({', '.join(f'{k}: {v}' for k, v in sizes.items())}).",
                         "make x, graph and node_ptr describe the same nodes.")
     v = next(iter(sizes.values()))
+    if x is None and graph is None and v > MAX_DECLARED_NODES:  # nodes only node_ptr declares (degree features)
+        raise DataError(f"{where}: 'node_ptr' declares {v:,} nodes and no array holds them (no 'x' or 'graph'); "
+                        f"more than {MAX_DECLARED_NODES:,} (selfsup.data.graph.MAX_DECLARED_NODES) is taken for "
+                        "a damaged node_ptr.", "save x (V, F) or graph (V,) with the nodes, or fix node_ptr.")
     notes: list[str] = []
 
     bad = np.flatnonzero(((edge_index < 0) | (edge_index >= v)).any(axis=0))
@@ -928,6 +940,10 @@ def load_graph_npz(path: str | os.PathLike, name: str | None = None) -> GraphDat
         raise DataError(f"{where}: edge {k} (edge_index[:, {k}] = ({u}, {w})) names node {missing}, which does not "
                         f"exist: there are {v} nodes (0..{v - 1}){more}.",
                         "fix edge_index, or add the missing nodes' rows to x.")
+    for key in ("label", "target"):
+        if key in arrays and arrays[key].ndim != 1:
+            raise DataError(f"{where}: {key!r} has shape {arrays[key].shape}; it must be (N,), one per graph.",
+                            f"give one {key} per graph.")
     n_labels = {k: len(arrays[k]) for k in ("label", "target") if k in arrays}
     if node_ptr is not None:
         if len(node_ptr) < 1 or node_ptr[0] != 0 or (np.diff(node_ptr) < 0).any():
@@ -936,6 +952,10 @@ def load_graph_npz(path: str | os.PathLike, name: str | None = None) -> GraphDat
         if len(graph) and graph.min() < 0:
             raise DataError(f"{where}: 'graph' has a negative graph id ({int(graph.min())}).", "number graphs from 0.")
         n = max([int(graph.max()) + 1 if len(graph) else 0, *n_labels.values()])
+        if n > max([v, *n_labels.values()]):  # more graphs than nodes and labels: ids the file only declares
+            raise DataError(f"{where}: 'graph' has graph id {n - 1}, but there are only {v} nodes"
+                            f"{' and ' + str(max(n_labels.values())) + ' labels' if n_labels else ''}.",
+                            "number the graphs 0..N-1 (the graph of every node).")
         if (np.diff(graph) < 0).any():  # sort the nodes by graph, and renumber the edges to match
             order = np.argsort(graph, kind="stable")
             new_row = np.empty(v, dtype=np.int64)
@@ -957,7 +977,7 @@ def load_graph_npz(path: str | os.PathLike, name: str | None = None) -> GraphDat
                         f"{int(edge_index[1, k])} of graph {int(g_dst[k])}.", "an edge must stay inside one graph.")
     edge_attr = numeric("edge_attr", (1, 2)) if "edge_attr" in arrays else None
     if edge_attr is not None:
-        edge_attr = edge_attr.reshape(e, -1) if edge_attr.ndim == 1 else edge_attr
+        edge_attr = edge_attr.reshape(-1, 1) if edge_attr.ndim == 1 else edge_attr  # one feature per edge
         if len(edge_attr) != e:
             raise DataError(f"{where}: 'edge_attr' has {len(edge_attr)} rows for {e} edges.", "give one row per edge.")
     if (np.diff(g_src) < 0).any():
@@ -1101,9 +1121,9 @@ def _node_table(path: str, where: str, label: str | None) -> tuple[list[str], li
                 number = float(cells[j])
             except ValueError:
                 number = math.nan
-            if not math.isfinite(number):
+            if not math.isfinite(number) or abs(number) > _FLOAT32_MAX:
                 raise DataError(f"{where}:{line}: feature {header[j]!r} is {_short(cells[j].strip(), 30)}, "
-                                "not a number.",
+                                "not a number (within float32's range).",
                                 "node features must be numbers; name a text column with label= or remove it.")
             values.append(number)
         ids.append(node)
@@ -1304,14 +1324,16 @@ def from_networkx(graph_or_list, node_features: str | None = None, label_attr: s
 def load_graphs(path: str | os.PathLike, **options) -> GraphDataset:
     """Any graph file, by its kind: .npz -> load_graph_npz; .smi/.smiles -> load_molecules;
     .txt/.edgelist/.edges -> load_edge_list; .csv/.tsv -> load_edge_list when the header has source
-    and target columns, else load_molecules. `options` go to that reader."""
+    and target columns, else load_molecules. `options` go to that reader; one it does not take is a
+    DataError (e.g. nodes= for a CSV whose first line names no source and target columns)."""
     path = os.fspath(path)
     lower = path.lower()
+    reader, kind = load_molecules, "a molecule file"
     if lower.endswith(".npz"):
-        return load_graph_npz(path, **options)
-    if lower.endswith(EDGE_LIST_EXTENSIONS):
-        return load_edge_list(path, **options)
-    if lower.endswith((".csv", ".tsv", ".tab")) and os.path.isfile(path):
+        reader, kind = load_graph_npz, "a graph .npz"
+    elif lower.endswith(EDGE_LIST_EXTENSIONS):
+        reader, kind = load_edge_list, "an edge list"
+    elif lower.endswith((".csv", ".tsv", ".tab")) and os.path.isfile(path):
         try:
             with open(path, encoding="utf-8", errors="replace") as handle:
                 first = handle.readline()
@@ -1319,8 +1341,19 @@ def load_graphs(path: str | os.PathLike, **options) -> GraphDataset:
             first = ""
         cells = {c.strip().strip('"').lower() for c in re.split(r"[,\t;]", first)}
         if {"source", "target"} <= cells:
-            return load_edge_list(path, **options)
-    return load_molecules(path, **options)
+            reader, kind = load_edge_list, "an edge list"
+        else:
+            kind = "a molecule file (its first line names no source and target columns)"
+    import inspect
+
+    unknown = [k for k in options if k not in inspect.signature(reader).parameters]
+    if unknown:
+        edge_only = reader is load_molecules and {"nodes", "directed"} & set(unknown)
+        raise DataError(f"{display_path(os.path.basename(path))} is read as {kind}, which takes no "
+                        f"{', '.join(f'{k}=' for k in unknown)} option.",
+                        "for an edge list, name its node-id columns source and target in the first line."
+                        if edge_only else f"leave {', '.join(f'{k}=' for k in unknown)} out for this file.")
+    return reader(path, **options)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -434,9 +434,10 @@ def load_ts(path: str, classes: list[str] | None = None, *, name: str | None = N
     if target:
         notes.append(f"{where} holds regression targets (@targetLabel true); they are not read (labels=None).")
     dims = header.get("dimensions", "")
-    channels = int(dims) if dims.isdigit() and int(dims) > 0 else (1 if _header_flag(header.get("univariate")) else None)
+    # isdecimal, not isdigit: "²" is a digit that int() refuses (a cp1252 byte in a damaged header)
+    channels = int(dims) if dims.isdecimal() and int(dims) > 0 else (1 if _header_flag(header.get("univariate")) else None)
     declared_length = header.get("serieslength", "")
-    declared_length = int(declared_length) if declared_length.isdigit() else None
+    declared_length = int(declared_length) if declared_length.isdecimal() else None
     skipped: list[tuple[str, str]] = []
     raw = []  # (line, channel texts, label)
     for number, line in _lines(text):
@@ -548,7 +549,10 @@ def _nominal(spec: str) -> list[str] | None:
         return None
     import csv
 
-    cells = next(csv.reader([spec[1:-1]], quotechar="'", skipinitialspace=True), [])
+    try:
+        cells = next(csv.reader([spec[1:-1]], quotechar="'", skipinitialspace=True), [])
+    except csv.Error:  # a carriage return inside the list, a name over csv's field limit: plain commas
+        cells = spec[1:-1].split(",")
     return [c.strip().strip("'\"") for c in cells if c.strip()]
 
 
@@ -733,12 +737,12 @@ def is_series_array(path) -> bool:
 
 def _int_labels(array: np.ndarray, where: str) -> np.ndarray | None:
     """Integer labels from an int array or an integral float array; None when they are names."""
-    if array.dtype.kind in "iu":
-        return array.astype(np.int64)
+    if array.dtype.kind in "iu":  # clipped, so that a uint64 or 1e300 beyond int64 stays large, not negative
+        return np.clip(array, -2**62, 2**62).astype(np.int64)
     if array.dtype.kind == "f":
         if not np.isfinite(array).all() or (array != np.round(array)).any():
             raise DataError(f"{where} holds non-integer float labels.", "store integer labels 0..K-1, or class names.")
-        return array.astype(np.int64)
+        return np.clip(array, -2**62, 2**62).astype(np.int64)
     if array.dtype.kind in "US":
         return None
     raise DataError(f"{where} has dtype {array.dtype}; labels must be integers 0..K-1 or strings.",
@@ -849,6 +853,9 @@ def load_series_arrays(path, split: str = "train", classes: list[str] | None = N
             if class_list is not None:
                 for i in np.flatnonzero(index >= len(class_list)):
                     reasons.setdefault(int(i), f"label {int(index[i])} is beyond the {len(class_list)} classes")
+            else:  # K = the largest label + 1 classes: a class index, below 2**31 (as the image readers)
+                for i in np.flatnonzero(index >= 2**31):
+                    reasons.setdefault(int(i), f"label {int(index[i])} is not a class index (0..K-1, below 2**31)")
             classes = class_list
         labels = index
     else:
