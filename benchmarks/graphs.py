@@ -71,7 +71,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from common import append_jsonl, read_jsonl, revision, write_section  # noqa: E402
+from common import append_jsonl, cpu_model, read_jsonl, revision, write_section  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "graphs"
 RUNS = ROOT / "runs" / "graphs"
@@ -108,16 +108,6 @@ CLAIMS = [
 ]
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or "unknown"
 
 
 def welch(a: list[float], b: list[float]) -> tuple[float, float, float]:

@@ -27,7 +27,6 @@ BENCHMARKS.md between the ``modality-speed`` markers.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import sys
 import tempfile
@@ -39,7 +38,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from common import append_jsonl, read_jsonl, revision, write_section  # noqa: E402
+from common import append_jsonl, cpu_model, read_jsonl, revision, write_section  # noqa: E402
 from selfsup import config as C  # noqa: E402
 from selfsup import samples as S  # noqa: E402
 from selfsup.backbones.base import build_backbone  # noqa: E402
@@ -60,14 +59,6 @@ CASES = {
 }
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 PRECISION = "auto"
@@ -201,7 +192,7 @@ def main() -> None:
             for case in args.cases:
                 row = measure(case, args.steps)
                 row.update({"revision": rev, "round": round_, "rounds": args.rounds, "threads": args.threads,
-                            "cpu": cpu_name(), "precision": str(resolve_precision(PRECISION, torch.device("cpu")))})
+                            "cpu": cpu_model(), "precision": str(resolve_precision(PRECISION, torch.device("cpu")))})
                 append_jsonl(RECORDS, row)
                 print(f"{case}: {row['samples_per_s']:.0f}/s, floor {row['floor_per_s']:.0f}/s, ratio {row['ratio']:.2f}, "
                       f"gather {row['gather_ms']:.1f} ms, views {row['views_ms']:.1f} ms, step {row['step_ms']:.1f} ms",
