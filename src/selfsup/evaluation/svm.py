@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+MAX_ITER = 10_000_000
 C_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3, 1e4, np.inf)
 
 
@@ -34,9 +35,15 @@ def svm_probe(train_features: torch.Tensor, train_labels: torch.Tensor, test_fea
         x, _, y, _ = train_test_split(x, y, train_size=max_train, random_state=seed, stratify=stratify)
     xt, yt = test_features.detach().double().cpu().numpy(), test_labels.cpu().numpy()
     classes = len(np.unique(y))
-    svm = SVC(C=np.inf, kernel="rbf", gamma="scale")
+    # TS2Vec's code caps libsvm at 1e7 iterations: a hard margin (C = inf) on data that is not separable
+    # would otherwise never stop; a capped fit scores NaN in the grid search
+    svm = SVC(C=np.inf, kernel="rbf", gamma="scale", max_iter=MAX_ITER)
     if len(y) // max(classes, 1) < folds or len(y) < 50:
-        model, c, cv = svm.fit(x, y), float("inf"), float("nan")
+        try:
+            model, c, cv = svm.fit(x, y), float("inf"), float("nan")
+        except ValueError:  # the hard margin did not converge: the largest finite C of the grid instead
+            c = max(v for v in C_GRID if np.isfinite(v))
+            model, cv = SVC(C=c, kernel="rbf", gamma="scale", max_iter=MAX_ITER).fit(x, y), float("nan")
     else:
         search = GridSearchCV(svm, {"C": list(C_GRID)}, cv=folds, n_jobs=1).fit(x, y)
         model, c, cv = search.best_estimator_, float(search.best_params_["C"]), float(search.best_score_)
