@@ -147,3 +147,26 @@ def test_series_backbones_give_steps_and_pooled_features(name):
         pooled, steps = net(x), net.forward_steps(x)
     assert pooled.shape == (4, net.dim) and steps.shape == (4, 50, net.dim)
     assert torch.isfinite(pooled).all() and torch.isfinite(steps).all()
+
+
+@pytest.mark.parametrize("name", ["ts2vec_cnn", "resnet1d", "patchtst"])
+def test_features_do_not_depend_on_how_far_a_series_is_padded(name):
+    """A series of 37 steps gives the same features alone (padded to 48), in a tensor padded to 100
+    and in one padded to 333 (a test split padded to a longer train split's length): steps past its
+    end stay zero through every layer and are no attention keys. Before, the dilated CNN's biases
+    filled the padding after the first block and the later blocks read it back (PLAID: the same test
+    series differed by up to 1.1 in a feature between lengths 1,000 and 1,344)."""
+    torch.manual_seed(0)
+    net = build_backbone(name, in_channels=2, length=48).eval()
+    x = torch.randn(3, 2, 37)
+    x[1, :, 30:] = float("nan")  # a shorter series in the same batch
+    x[2, 0, 10] = float("nan")  # a missing value inside a series
+
+    def padded(t: int) -> torch.Tensor:
+        return torch.cat([x, torch.full((3, 2, t - 37), float("nan"))], dim=2)
+
+    with torch.no_grad():
+        base, base_steps = net(padded(48)), net.forward_steps(padded(48))
+        for t in (100, 333):
+            torch.testing.assert_close(net(padded(t)), base, rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(net.forward_steps(padded(t))[:, :37], base_steps[:, :37], rtol=1e-5, atol=1e-5)

@@ -2,7 +2,11 @@
 
 NaN in the input marks a missing value or the padding after a shorter series' end (see
 ``data/series.py``): each backbone zeroes it after the input projection, as TS2Vec does, and pools
-only over observed timesteps. Every backbone here provides ``timesteps`` (``forward_steps(x)``:
+only over observed timesteps. Steps past a series' end are kept at zero through every layer (and
+are no attention keys in the patch transformer), so a series' features do not depend on how far
+its tensor is padded: the same series gives the same features alone, in a batch of longer ones, or
+in a test split padded to another length (in eval mode; ResNet1d's BatchNorm statistics during
+training still count the padding). Every backbone here provides ``timesteps`` (``forward_steps(x)``:
 one representation per timestep, what TS2Vec's and TS-TCC's temporal losses use); the patch
 transformer also provides ``tokens`` (patches with positions, for MAE).
 """
@@ -22,6 +26,12 @@ from .vit import Block, sincos_1d
 def observed_steps(x: torch.Tensor) -> torch.Tensor:
     """(B, C, T) -> (B, T) bool: the timesteps where any channel is observed (not NaN)."""
     return ~torch.isnan(x).all(dim=1)
+
+
+def inside_steps(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, T) -> (B, T) bool: the steps up to each series' last observed one (False: padding after its end)."""
+    seen = observed_steps(x).to(torch.int8)
+    return seen.flip(1).cummax(dim=1).values.flip(1).bool()
 
 
 def masked_max(h: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
@@ -59,9 +69,11 @@ class DilatedBlock(nn.Module):
         self.conv2 = SamePadConv1d(c_out, c_out, kernel_size, dilation)
         self.project = nn.Conv1d(c_in, c_out, 1) if project or c_in != c_out else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:
+        """(B, C, T) zero past each series' end, (B, 1, T) float 0/1 `inside` -> (B, C', T), zero there too."""
         skip = x if self.project is None else self.project(x)
-        return self.conv2(F.gelu(self.conv1(F.gelu(x)))) + skip
+        h = self.conv1(F.gelu(x)) * inside  # a zero-padded tensor boundary, wherever the series ends
+        return (self.conv2(F.gelu(h)) + skip) * inside
 
 
 class DilatedCNN(nn.Module):
@@ -94,7 +106,11 @@ class DilatedCNN(nn.Module):
             keep = keep & mask
         h = self.input(torch.nan_to_num(x, nan=0.0).transpose(1, 2))  # (B, T, hidden)
         h = h * keep[:, :, None].to(h.dtype)  # masked steps carry nothing into the convolutions
-        return self.dropout(self.blocks(h.transpose(1, 2))).transpose(1, 2)  # (B, T, D)
+        inside = inside_steps(x)[:, None, :].to(h.dtype)  # (B, 1, T)
+        h = h.transpose(1, 2)
+        for block in self.blocks:
+            h = block(h, inside)
+        return self.dropout(h).transpose(1, 2)  # (B, T, D)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return masked_max(self.forward_steps(x), observed_steps(x))
@@ -109,13 +125,14 @@ class ResidualBlock1d(nn.Module):
         self.norms = nn.ModuleList(nn.BatchNorm1d(c_out) for _ in range(3))
         self.shortcut = nn.Sequential(nn.Conv1d(c_in, c_out, 1, bias=False), nn.BatchNorm1d(c_out))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:
+        """(B, C, T) zero past each series' end, (B, 1, T) float 0/1 `inside` -> (B, C', T), zero there too."""
         h = x
         for i, (conv, norm) in enumerate(zip(self.convs, self.norms)):
-            h = norm(conv(h))
+            h = norm(conv(h)) * inside
             if i < 2:
                 h = F.relu(h)
-        return F.relu(h + self.shortcut(x))
+        return F.relu(h + self.shortcut(x) * inside)
 
 
 class ResNet1d(nn.Module):
@@ -134,8 +151,9 @@ class ResNet1d(nn.Module):
         if mask is not None:
             keep = keep & mask
         h = torch.nan_to_num(x, nan=0.0) * keep[:, None, :].to(x.dtype)  # (B, C, T)
+        inside = inside_steps(x)[:, None, :].to(h.dtype)  # (B, 1, T)
         for block in self.blocks:
-            h = block(h)
+            h = block(h, inside)
         return h.transpose(1, 2)  # (B, T, D)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -180,6 +198,10 @@ class PatchTransformer(nn.Module):
         n = self.num_patches if n is None else n
         return sincos_1d(dim, torch.arange(n + 1, dtype=torch.float64)).float()
 
+    def _inside_patches(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, T) -> (B, N) bool: the patches that start before each series' end."""
+        return inside_steps(x)[:, ::self.patch_len]
+
     def _patches(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, C, T) -> ((B, N, P) values with NaN as 0, (B, N) whether a patch has an observed step)."""
         B, C, T = x.shape
@@ -200,12 +222,15 @@ class PatchTransformer(nn.Module):
         patches, _ = self._patches(x)
         pos = self.decoder_positions(self.dim, patches.shape[1]).to(patches.device, patches.dtype)  # (1 + N, D)
         tokens = self.embed(patches) + pos[1:]  # (B, N, D)
+        inside = self._inside_patches(x)  # (B, N): patches past a series' end are no attention keys
         if keep is not None:
             tokens = tokens.gather(1, keep[:, :, None].expand(-1, -1, self.dim))
+            inside = inside.gather(1, keep)
         cls = (self.cls_token + pos[:1]).expand(tokens.shape[0], -1, -1)
         tokens = torch.cat([cls, tokens], dim=1)
+        key_mask = torch.cat([inside.new_ones(inside.shape[0], 1), inside], dim=1)  # (B, 1 + N')
         for block in self.blocks:
-            tokens = block(tokens)
+            tokens = block(tokens, key_mask)
         return self.norm(tokens)
 
     def forward_steps(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
