@@ -3,6 +3,7 @@ result logs, and writing a table into BENCHMARKS.md between a section's markers.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -11,7 +12,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def revision() -> str:
     """The short commit hash, with "+dirty" when tracked files other than BENCHMARKS.md and the
-    benchmark records (benchmarks/results, which a run appends to) are changed."""
+    benchmark records (benchmarks/results, which a run appends to) are changed. A copy of the tree
+    without its git history (a GPU machine's) names its revision in $SELFSUP_REVISION."""
+    if os.environ.get("SELFSUP_REVISION"):
+        return os.environ["SELFSUP_REVISION"]
     try:
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!BENCHMARKS.md", ":!benchmarks/results"],

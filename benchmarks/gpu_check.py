@@ -2,7 +2,8 @@
 device tool): the CUDA code paths work, and the trainer keeps up with its backbone there.
 
 usage (on the GPU machine, from the repository root):
-  python benchmarks/gpu_check.py [--out DIR] [--steps 30]
+  python benchmarks/gpu_check.py [--out DIR] [--steps 30] [--parts correctness speed epoch]
+                                 [--batch-size 512] [--workers N] [--compile]
 
 1. Correctness on CUDA, for bf16 autocast and fp16 with GradScaler: a short SimCLR, BYOL and DINO
    run (synthetic 32x32 RGB images, resnet18 CIFAR stem) finishes with finite losses, resumes from
@@ -11,6 +12,18 @@ usage (on the GPU machine, from the repository root):
    (forward + backward of the same views and an AdamW step) at batch 256 and 1024, bf16 and
    channels_last, after warm-up, median of the timed steps; the ratio is what the pipeline
    (views, heads, loss) costs around its backbone on a GPU.
+3. An epoch (issue 12's GPU recipe), in one process, in this order: the backbone floor (ResNet-18
+   with the CIFAR stem alone: forward + backward of 2 x B random 32x32 views, bf16 autocast,
+   channels_last, fused AdamW; median of 20 timed steps after 5), the library's own trainer
+   (``selfsup.pretrain``: two-view SimCLR, its default views, two epochs of a CIFAR-10-shaped
+   set of 50,000 random 32x32 RGB images; the figure is the second epoch's images/s from the
+   run's metrics), LightlySSL's standard pipeline (its ``SimCLRTransform(input_size=32)`` on PIL
+   images in DataLoader workers with pinned memory, ``SimCLRProjectionHead`` and ``NTXentLoss``,
+   around the same backbone with the same bf16 autocast, channels_last and fused AdamW, so that
+   the data pipeline is the difference; one epoch after 10 warm-up batches), then the floor again
+   (drift). Also counted: the host-device synchronizations per trainer step
+   (``torch.cuda.set_sync_debug_mode``: the difference between a 4- and an 8-step run over 4).
+   With ``--compile``: the floor again with the backbone through ``torch.compile``.
 
 Everything is written to ``<out>/gpu_check.json`` (and printed). The data are random images:
 throughput does not depend on what the pixels show, and the device machine has no datasets.
@@ -19,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -30,6 +44,16 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from common import cpu_model, revision  # noqa: E402
+
+
+DEVICE = "cuda"
+
+
+def sync() -> None:
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
 
 
 def synthetic(path: Path, n: int = 4096, size: int = 32) -> Path:
@@ -124,21 +148,195 @@ def speed(batch_size: int, steps: int = 30) -> dict:
             "floor_img_s": statistics.median(f for _, f in rounds), "ratio_to_floor": statistics.median(ratios)}
 
 
+def floor_rate(batch_size: int, steps: int = 20, warmup: int = 5, compile: bool = False) -> dict:
+    """Images/s of the backbone alone: ResNet-18 (CIFAR stem) on 2 x `batch_size` random views."""
+    from selfsup.backbones.base import build_backbone
+
+    device = torch.device(DEVICE)
+    net = build_backbone("resnet18", in_channels=3, image_size=32, stem="cifar").to(device)
+    net = net.to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-4, fused=True)
+    run = torch.compile(net) if compile else net
+    x = torch.randn(2 * batch_size, 3, 32, 32, device=device).contiguous(memory_format=torch.channels_last)
+
+    def step():
+        with torch.autocast(DEVICE, dtype=torch.bfloat16):
+            loss = run(x).float().sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    t0 = time.perf_counter()
+    for _ in range(warmup):
+        step()
+    sync()
+    warm_s = time.perf_counter() - t0
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        step()
+        sync()
+        times.append(time.perf_counter() - t0)
+    return {"images_per_s": batch_size / statistics.median(times), "warmup_s": round(warm_s, 2), "compile": compile}
+
+
+def trainer_epoch(data: Path, tmp: Path, batch_size: int, n: int, epochs: int = 2) -> dict:
+    """The library's trainer on `data`: two-view SimCLR, ResNet-18 CIFAR stem, bf16, `epochs` epochs."""
+    import selfsup
+
+    per_epoch = n // batch_size
+    config = {"data": {"name": str(data)}, "backbone": {"name": "resnet18", "stem": "cifar"},
+              "method": {"name": "simclr"}, "out": str(tmp / f"epoch-{batch_size}"),
+              "train": {"steps": epochs * per_epoch, "batch_size": batch_size, "device": DEVICE, "precision": "bf16",
+                        "checkpoint_every": epochs * per_epoch, "log_every": per_epoch, "progress": False}}
+    t0 = time.perf_counter()
+    run = selfsup.pretrain(config, evaluate=False, report=False)
+    wall = time.perf_counter() - t0
+    windows = [json.loads(line) for line in (Path(config["out"]) / "metrics.jsonl").read_text().splitlines()]
+    windows = [w for w in windows if "images_per_s" in w]
+    return {"images_per_s": windows[-1]["images_per_s"], "epochs": [round(w["images_per_s"], 1) for w in windows],
+            "steps_per_epoch": per_epoch, "views": run.results.get("pretrain", {}).get("views"),
+            "wall_s": round(wall, 1), "mean_images_per_s_all_steps": run.images_per_s}
+
+
+def syncs_per_step(data: Path, tmp: Path, batch_size: int) -> float:
+    """Host-device synchronizations inside one trainer step: (syncs of 8 steps - syncs of 4 steps) / 4."""
+    import warnings
+
+    import selfsup
+
+    counts = {}
+    for steps in (4, 8):
+        config = {"data": {"name": str(data)}, "backbone": {"name": "resnet18", "stem": "cifar"},
+                  "method": {"name": "simclr"}, "out": str(tmp / f"sync-{steps}"),
+                  "train": {"steps": steps, "batch_size": batch_size, "device": DEVICE, "precision": "bf16",
+                            "checkpoint_every": 1000, "log_every": 1000, "progress": False}}
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                selfsup.pretrain(config, evaluate=False, report=False)
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+        counts[steps] = sum("synchroniz" in str(w.message) for w in caught)
+    return (counts[8] - counts[4]) / 4
+
+
+def lightly_epoch(x: np.ndarray, batch_size: int, workers: int, warmup: int = 10) -> dict:
+    """LightlySSL's standard SimCLR pipeline (PIL views in DataLoader workers) around the same
+    backbone, bf16 autocast, channels_last and fused AdamW: images/s over one epoch after `warmup` batches."""
+    from lightly.loss import NTXentLoss
+    from lightly.models.modules import SimCLRProjectionHead
+    from lightly.transforms import SimCLRTransform
+    from PIL import Image
+
+    from selfsup.backbones.base import build_backbone
+
+    class Images(torch.utils.data.Dataset):
+        def __init__(self, x, transform):
+            self.x, self.transform = x, transform
+
+        def __len__(self):
+            return len(self.x)
+
+        def __getitem__(self, i):
+            return self.transform(Image.fromarray(self.x[i]))
+
+    device = torch.device(DEVICE)
+    transform = SimCLRTransform(input_size=32, gaussian_blur=0.0)  # LightlySSL's CIFAR-10 setting
+    loader = torch.utils.data.DataLoader(Images(x, transform), batch_size=batch_size, shuffle=True, drop_last=True,
+                                         num_workers=workers, pin_memory=True, persistent_workers=True)
+    backbone = build_backbone("resnet18", in_channels=3, image_size=32, stem="cifar")
+    model = torch.nn.Sequential(backbone, SimCLRProjectionHead(512, 512, 128)).to(device)
+    model = model.to(memory_format=torch.channels_last)
+    criterion = NTXentLoss(temperature=0.5)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4, fused=True)
+    seen, t_start = 0, None
+    warmup = min(warmup, len(loader) // 2)
+    for i, (x0, x1) in enumerate(loader):
+        if i == warmup:
+            sync()
+            t_start = time.perf_counter()
+        views = torch.cat([x0, x1]).to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        with torch.autocast(DEVICE, dtype=torch.bfloat16):
+            z = model(views).float()
+        loss = criterion(z[:len(x0)], z[len(x0):])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if t_start is not None:
+            seen += len(x0)
+    sync()
+    return {"images_per_s": seen / (time.perf_counter() - t_start), "workers": workers,
+            "batches_timed": seen // batch_size}
+
+
+def epoch_benchmark(tmp: Path, batch_size: int, workers: int, compile: bool, n: int = 50_000) -> dict:
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+    data = tmp / "cifar-shaped.npz"
+    np.savez(data, x=x, y=rng.integers(0, 10, n))
+    out = {"batch_size": batch_size, "images": n}
+    out["floor_before"] = floor_rate(batch_size)
+    print(json.dumps({"floor_before": out["floor_before"]}), flush=True)
+    out["selfsup"] = trainer_epoch(data, tmp, batch_size, n)
+    print(json.dumps({"selfsup": out["selfsup"]}), flush=True)
+    try:
+        out["lightly"] = lightly_epoch(x, batch_size, workers)
+    except Exception as exc:  # noqa: BLE001 - the record says why the peer has no figure
+        out["lightly"] = {"error": f"{type(exc).__name__}: {exc}"}
+    print(json.dumps({"lightly": out["lightly"]}), flush=True)
+    out["floor_after"] = floor_rate(batch_size)
+    floor = statistics.mean([out["floor_before"]["images_per_s"], out["floor_after"]["images_per_s"]])
+    out["ratio_to_floor"] = out["selfsup"]["images_per_s"] / floor
+    if "images_per_s" in out["lightly"]:
+        out["lightly"]["ratio_to_floor"] = out["lightly"]["images_per_s"] / floor
+        out["ratio_to_lightly"] = out["selfsup"]["images_per_s"] / out["lightly"]["images_per_s"]
+    if DEVICE == "cuda":
+        out["syncs_per_step"] = syncs_per_step(data, tmp, batch_size)
+    if compile:
+        out["floor_compiled"] = floor_rate(batch_size, compile=True)
+    print(json.dumps({k: v for k, v in out.items() if k not in ("selfsup",)}), flush=True)
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=Path("gpu-check"))
     p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--parts", nargs="+", default=["correctness", "speed", "epoch"],
+                   choices=["correctness", "speed", "epoch"])
+    p.add_argument("--batch-size", type=int, default=512, help="images per step in the epoch benchmark")
+    p.add_argument("--workers", type=int, default=max(1, min(14, (os.cpu_count() or 2) - 2)),
+                   help="LightlySSL's DataLoader workers")
+    p.add_argument("--compile", action="store_true", help="also time the floor through torch.compile")
+    p.add_argument("--images", type=int, default=50_000, help="the epoch benchmark's data set size (CIFAR-10: 50,000)")
+    p.add_argument("--cpu-dry-run", action="store_true", help="run the epoch part on the CPU, to check the script itself")
     args = p.parse_args()
-    if not torch.cuda.is_available():
+    global DEVICE
+    if args.cpu_dry_run:
+        DEVICE = "cpu"
+    elif not torch.cuda.is_available():
         raise SystemExit("no CUDA device here: run this on the GPU machine")
-    report = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__}
-    with tempfile.TemporaryDirectory() as tmp:
-        data = synthetic(Path(tmp) / "images.npz")
-        report["correctness"] = correctness(data, Path(tmp), args.steps)
-    report["speed"] = [speed(b) for b in (256, 1024)]
+    report = {"device": torch.cuda.get_device_name(0) if DEVICE == "cuda" else cpu_model(), "torch": torch.__version__, "cpu": cpu_model(),
+              "cpus": os.cpu_count(), "revision": revision()}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "gpu_check.json").write_text(json.dumps(report, indent=2))
-    print(json.dumps(report["speed"], indent=2))
+
+    def save():
+        (args.out / "gpu_check.json").write_text(json.dumps(report, indent=2))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if "correctness" in args.parts:
+            data = synthetic(Path(tmp) / "images.npz")
+            report["correctness"] = correctness(data, Path(tmp), args.steps)
+            save()
+        if "speed" in args.parts:
+            report["speed"] = [speed(b) for b in (256, 1024)]
+            print(json.dumps(report["speed"], indent=2), flush=True)
+            save()
+        if "epoch" in args.parts:
+            report["epoch"] = epoch_benchmark(Path(tmp), args.batch_size, args.workers, args.compile, args.images)
+            save()
 
 
 if __name__ == "__main__":
