@@ -331,19 +331,31 @@ def run(args) -> None:
 # ------------------------------------------------------------------ the table
 
 def latest(records: list[dict]) -> dict:
-    """(set, row) -> {seed: record}, the last record of each (set, row, seed)."""
+    """(set, row) -> {seed: record}: the last record of each (set, row, seed) at the largest step
+    count that (set, row) has, so that a cell never mixes runs of different lengths."""
+    most: dict = {}
+    for r in records:
+        most[(r["set"], r["row"])] = max(most.get((r["set"], r["row"]), 0), r["steps"])
     out: dict = {}
     for r in records:
-        out.setdefault((r["set"], r["row"]), {})[r["seed"]] = r
+        if r["steps"] == most[(r["set"], r["row"])]:
+            out.setdefault((r["set"], r["row"]), {})[r["seed"]] = r
     return out
 
 
-def cell(values: list[float]) -> str:
+def cell(values: list[float], seeds: int = 1) -> str:
+    """Mean +- std of a cell's seeds; "(n=k)" when a self-supervised cell has fewer than `seeds`."""
     if not values:
         return "-"
+    short = f" (n={len(values)})" if len(values) < seeds else ""
     if len(values) == 1:
-        return f"{values[0]:.3f}"
-    return f"{statistics.mean(values):.3f} +- {statistics.stdev(values):.3f}"
+        return f"{values[0]:.3f}{short}"
+    return f"{statistics.mean(values):.3f} +- {statistics.stdev(values):.3f}{short}"
+
+
+def paper_steps_of(by: dict, name: str) -> int:
+    """TS2Vec's step count for a set, as its records give it (0 when none says)."""
+    return max((r.get("paper_steps") or 0 for (s, _), rs in by.items() if s == name for r in rs.values()), default=0)
 
 
 def table(args) -> str:
@@ -355,7 +367,12 @@ def table(args) -> str:
     head = "| set | " + " | ".join(ROWS) + " | TS2Vec paper |"
     lines = [head, "|---" * (len(ROWS) + 2) + "|"]
     for s in sets:
-        cells = [cell([r["accuracy"] for r in by[(s, row)].values()]) if (s, row) in by else "-" for row in ROWS]
+        n_seeds = len({r["seed"] for r in records if r["row"] in SSL_ROWS})
+        cells = [cell([r["accuracy"] for r in by[(s, row)].values()], n_seeds if row in SSL_ROWS else 1)
+                 + ("" if row not in SSL_ROWS or (s, row) not in by
+                    or next(iter(by[(s, row)].values()))["steps"] >= paper_steps_of(by, s) else
+                    f" ({next(iter(by[(s, row)].values()))['steps']} steps)")
+                 if (s, row) in by else "-" for row in ROWS]
         reference = f"{PAPER[s]:.3f}" if s in PAPER else "-"
         lines.append(f"| {s} | " + " | ".join(cells) + f" | {reference} |")
     complete = {row: len(means[row]) == len(sets) for row in ROWS}
@@ -383,8 +400,9 @@ def table(args) -> str:
     both = [s for s in paper_sets if s in means["TS2Vec"]]
     if both:
         diffs = [means["TS2Vec"][s] - PAPER[s] for s in both]
+        gap = statistics.mean(diffs)
         checks.append(f"- (b) TS2Vec here minus the paper, mean over the {len(both)} sets it reports: "
-                      f"{statistics.mean(diffs):+.3f} (per set: "
+                      f"{gap:+.3f}, {'within' if abs(gap) <= 0.02 else 'NOT within'} 2 points (per set: "
                       + ", ".join(f"{s} {d:+.3f}" for s, d in zip(both, diffs)) + ").")
     elif means["TS2Vec"]:
         checks.append("- (b) TS2Vec here against the paper: not computed, the paper's per-set accuracies are not "
@@ -414,6 +432,9 @@ def table(args) -> str:
     seconds = sum(r["seconds"] for r in used)
     cpus = sorted({f"{r['cpu']}, {r['threads']} torch thread(s), fp32" for r in used})
     notes.append(f"Summed seconds of the records shown: {seconds / 60:.1f} min on {'; '.join(cpus)}.")
+    if any("NVIDIA" in r["cpu"] for r in used):
+        notes.append("On the GPU, pretraining and features ran in fp32 with torch's defaults, which let cuDNN use TF32 "
+                     "for convolutions; several processes shared the GPU, so its seconds are not speed figures.")
     notes.append("Revisions: " + ", ".join(sorted({r["revision"] for r in used})) + ".")
     notes.append("Commands: " + "; ".join(f"`{c}`" for c in sorted({r["command"] for r in used}))
                  + "; table: `python benchmarks/series_ucr.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]) + "`.")
