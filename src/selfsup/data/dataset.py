@@ -11,6 +11,20 @@ from dataclasses import dataclass, field
 import torch
 
 
+def check_samples(samples: torch.Tensor | None, dtype: torch.dtype | None, dims: int | None, layout: str, n: int,
+                  noun: str, **per_sample) -> None:
+    """The checks every dataset kind makes on construction: `samples` (when given) has `dtype` and
+    `dims` dimensions (`layout` names them, e.g. "(N, C, T)"), and each of `per_sample` (labels,
+    ids, targets, ...; None = absent) has one entry per sample, of which there are `n` (`noun`).
+    Raises ValueError naming what disagrees: these are programming errors in a reader, not bad input."""
+    if samples is not None and (samples.dtype != dtype or samples.dim() != dims):
+        raise ValueError(f"samples must be {str(dtype).removeprefix('torch.')} {layout}, got "
+                         f"{samples.dtype} {tuple(samples.shape)}")
+    for what, values in per_sample.items():
+        if values is not None and len(values) != n:
+            raise ValueError(f"{len(values)} {what} for {n} {noun}")
+
+
 @dataclass
 class ImageDataset:
     """images: (N, C, H, W) uint8; labels: (N,) int64 or None; ids: one string id per sample.
@@ -30,13 +44,8 @@ class ImageDataset:
     modality = "image"  # the other kind is data.table.TableDataset; generic code reads `samples`
 
     def __post_init__(self):
-        if self.images.dtype != torch.uint8 or self.images.dim() != 4:
-            raise ValueError(f"images must be uint8 (N, C, H, W), got {self.images.dtype} {tuple(self.images.shape)}")
-        n = len(self.images)
-        if self.labels is not None and len(self.labels) != n:
-            raise ValueError(f"{len(self.labels)} labels for {n} images")
-        if len(self.ids) != n:
-            raise ValueError(f"{len(self.ids)} ids for {n} images")
+        check_samples(self.images, torch.uint8, 4, "(N, C, H, W)", len(self.images), "images", labels=self.labels,
+                      ids=self.ids)
 
     def __len__(self) -> int:
         return len(self.images)

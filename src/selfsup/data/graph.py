@@ -44,6 +44,7 @@ import torch
 
 from ..errors import DataError, closest
 from ..files import display_path
+from .dataset import check_samples
 
 
 def _ranges(starts: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
@@ -288,16 +289,10 @@ class GraphDataset:
     schema = None
 
     def __post_init__(self):
-        n = len(self.graphs)
-        for what, t in (("labels", self.labels), ("targets", self.targets)):
-            if t is not None and len(t) != n:
-                raise ValueError(f"{len(t)} {what} for {n} graphs")
-        if len(self.ids) != n:
-            raise ValueError(f"{len(self.ids)} ids for {n} graphs")
-        v = self.graphs.num_nodes
-        for what, t in (("node_labels", self.node_labels), ("node_ids", self.node_ids)):
-            if t is not None and len(t) != v:
-                raise ValueError(f"{len(t)} {what} for {v} nodes")
+        check_samples(None, None, None, "", len(self.graphs), "graphs", labels=self.labels, targets=self.targets,
+                      ids=self.ids)
+        check_samples(None, None, None, "", self.graphs.num_nodes, "nodes", node_labels=self.node_labels,
+                      node_ids=self.node_ids)
 
     def __len__(self) -> int:
         return len(self.graphs)

@@ -24,6 +24,7 @@ import torch
 
 from ..errors import DataError, closest
 from ..files import display_path
+from .dataset import check_samples
 
 
 @dataclass
@@ -43,13 +44,8 @@ class SeriesDataset:
     schema = None  # nothing besides the normalization travels with a series encoder
 
     def __post_init__(self):
-        if self.values.dtype != torch.float32 or self.values.dim() != 3:
-            raise ValueError(f"values must be float32 (N, C, T), got {self.values.dtype} {tuple(self.values.shape)}")
-        n = len(self.values)
-        if self.labels is not None and len(self.labels) != n:
-            raise ValueError(f"{len(self.labels)} labels for {n} series")
-        if len(self.ids) != n:
-            raise ValueError(f"{len(self.ids)} ids for {n} series")
+        check_samples(self.values, torch.float32, 3, "(N, C, T)", len(self.values), "series", labels=self.labels,
+                      ids=self.ids)
 
     def __len__(self) -> int:
         return len(self.values)

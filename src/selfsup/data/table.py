@@ -40,6 +40,7 @@ import torch
 
 from ..errors import DataError, closest
 from ..files import display_path
+from .dataset import check_samples
 
 TABLE_EXTENSIONS = (".csv", ".tsv", ".tab", ".parquet", ".pq")
 MISSING = frozenset({"", "?", "na", "n/a", "nan", "null", "none", "-"})  # compared after strip + lower
@@ -112,15 +113,9 @@ class TableDataset:
     modality = "table"
 
     def __post_init__(self):
-        if self.values.dtype != torch.float32 or self.values.dim() != 2:
-            raise ValueError(f"values must be float32 (N, F), got {self.values.dtype} {tuple(self.values.shape)}")
+        check_samples(self.values, torch.float32, 2, "(N, F)", len(self.values), "rows", labels=self.labels, ids=self.ids)
         if self.values.shape[1] != len(self.schema.columns):
             raise ValueError(f"{self.values.shape[1]} value columns for {len(self.schema.columns)} schema columns")
-        n = len(self.values)
-        if self.labels is not None and len(self.labels) != n:
-            raise ValueError(f"{len(self.labels)} labels for {n} rows")
-        if len(self.ids) != n:
-            raise ValueError(f"{len(self.ids)} ids for {n} rows")
 
     def __len__(self) -> int:
         return len(self.values)
