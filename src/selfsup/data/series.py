@@ -342,6 +342,27 @@ def _missing_note(ds: SeriesDataset, where: str, notes: list[str], mark: str = "
                      f"series {'are' if count != 1 else 'is'} kept as NaN (missing){extra}.")
 
 
+def _parse_channels(raw: list, channels: int | None, where: str, skipped: list) -> tuple[int, list]:
+    """(number, channel texts, label) rows -> (channels, [(number, [values per channel], label)]).
+
+    `channels` None takes the most common count in the file; a row with another count, or a value
+    that does not parse, is skipped with the reason (.ts and .arff alike)."""
+    if channels is None:
+        counts = Counter(len(parts) for _, parts, _ in raw)
+        channels = counts.most_common(1)[0][0] if counts else 1
+    rows = []
+    for number, parts, label in raw:
+        if len(parts) != channels:
+            skipped.append((f"{where}:{number}", f"has {len(parts)} channel{'s' if len(parts) != 1 else ''}, "
+                                                 f"the file's series have {channels}"))
+            continue
+        try:
+            rows.append((number, [_parse_values(p, c, channels > 1) for c, p in enumerate(parts)], label))
+        except _Skip as why:
+            skipped.append((f"{where}:{number}", str(why)))
+    return channels, rows
+
+
 def _length_notes(rows: list, where: str, declared_equal: bool | None, declared_length: int | None,
                   notes: list[str]) -> None:
     """Notes on lengths that differ from what the header says, or vary (padded with NaN)."""
@@ -453,19 +474,7 @@ def load_ts(path: str, classes: list[str] | None = None, *, name: str | None = N
         raw.append((number, parts, label if labelled else None))
     if not raw and not skipped:
         raise DataError(f"{where} has no series after its @data line.", "pass a file with one series per line after @data.")
-    if channels is None:
-        counts = Counter(len(parts) for _, parts, _ in raw)
-        channels = counts.most_common(1)[0][0] if counts else 1
-    rows = []
-    for number, parts, label in raw:
-        if len(parts) != channels:
-            skipped.append((f"{where}:{number}", f"has {len(parts)} channel{'s' if len(parts) != 1 else ''}, "
-                                                 f"the file's series have {channels}"))
-            continue
-        try:
-            rows.append((number, [_parse_values(p, c, channels > 1) for c, p in enumerate(parts)], label))
-        except _Skip as why:
-            skipped.append((f"{where}:{number}", str(why)))
+    channels, rows = _parse_channels(raw, channels, where, skipped)
     _length_notes(rows, where, _header_flag(header.get("equallength")), declared_length, notes)
     extra = ", although the header says @missing false" if _header_flag(header.get("missing")) is False else ""
     return _finish(rows, where, where, name or _stem(path), channels=channels, labelled=labelled, classes=classes,
@@ -643,19 +652,9 @@ def load_arff(path: str, classes: list[str] | None = None, *, name: str | None =
             skipped.append((f"{where}:{number}", str(why)))
     if not raw and not skipped:
         raise DataError(f"{where} has no series after its @data line.", "pass a file with one series per line after @data.")
-    counts = Counter(len(parts) for _, parts, _ in raw)
-    channels = counts.most_common(1)[0][0] if counts else 1
+    channels, parsed = _parse_channels(raw, None, where, skipped)
     rows = []
-    for number, parts, label in raw:
-        if len(parts) != channels:
-            skipped.append((f"{where}:{number}", f"has {len(parts)} channel{'s' if len(parts) != 1 else ''}, "
-                                                 f"the file's series have {channels}"))
-            continue
-        try:
-            chans = [_parse_values(p, c, channels > 1) for c, p in enumerate(parts)]
-        except _Skip as why:
-            skipped.append((f"{where}:{number}", str(why)))
-            continue
+    for number, chans, label in parsed:
         if multivariate and inner and max(len(c) for c in chans) > inner:
             skipped.append((f"{where}:{number}", f"has {max(len(c) for c in chans)} values in a channel, the header "
                                                  f"declares {inner}"))
