@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -28,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from common import revision  # noqa: E402
+from common import cpu_model, revision  # noqa: E402
 from selfsup import config as C  # noqa: E402
 from selfsup.backbones.base import build_backbone  # noqa: E402
 from selfsup.data import load_dataset  # noqa: E402
@@ -130,8 +129,9 @@ def main() -> None:
                        "lightly_knn_acc": theirs["knn_acc"],
                        "knn_diff_points": f"{100 * (mine['knn_acc'] - float(theirs['knn_acc'])):.2f}"})
     if args.write:
-        cells = [date.today().isoformat(), revision(), platform.processor() or platform.machine(), str(args.steps),
-                 args.precision, result["images_per_s"], result["floor_images_per_s"], result["ratio_to_floor"],
+        dtype = resolve_precision(args.precision, torch.device("cpu"))
+        shown = args.precision + (f" ({'bf16' if dtype == torch.bfloat16 else 'fp32'})" if args.precision == "auto" else "")
+        cells = [date.today().isoformat(), revision(), cpu_model(), str(args.steps), shown, result["images_per_s"], result["floor_images_per_s"], result["ratio_to_floor"],
                  result.get("lightly_images_per_s", "-"), result.get("ratio_to_lightly", "-"), f"{result['knn_acc']} +- {knn_std:.4f} ({len(runs)} seeds)",
                  result.get("lightly_knn_acc", "-")]
         write_row("| " + " | ".join(cells) + " |")
