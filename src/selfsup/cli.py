@@ -67,6 +67,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key, e.g. --set optim.warmup_steps=100 --set method.temperature=0.2")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    p.add_argument("--init-from", metavar="RUN", help="continual pretraining: start the backbone from this run "
+                                                      "directory or exported encoder (its weights and normalization)")
     p.add_argument("--no-eval", action="store_true", help="skip evaluation after pretraining")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -164,6 +166,8 @@ def run(argv: list[str] | None = None) -> int:
         overrides = list(args.set)
         if args.no_progress:
             overrides.append("train.progress=false")
+        if args.init_from:
+            overrides.append(f"train.init_from={args.init_from}")
         result = pretrain(args.config, data=args.data, method=args.method, backbone=args.backbone, steps=args.steps,
                           batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=args.device, out=args.out,
                           overrides=overrides, resume=args.resume, evaluate=not args.no_eval)

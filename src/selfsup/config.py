@@ -90,6 +90,7 @@ class TrainConfig:
     threads: int | None = None  # torch intra-op threads; None = torch's default
     on_nonfinite: str = "stop"  # a NaN/Inf loss or gradient: stop (saving the last good weights) | skip the step
     max_skips: int = 10  # on_nonfinite=skip: this many bad steps in a row are skipped, the next one stops the run
+    init_from: str | None = None  # continual pretraining: start the backbone from this run or exported encoder
     collapse_check_every: int = 25  # collapse alarm on the step's own embeddings every N steps (0 = off); train/monitor.py
     collapse_min_std: float = 0.05  # alarm when their std (L2-normalized, times sqrt(dim)) stays below this
     collapse_min_rank: float = 0.05  # ... or their effective rank stays below this fraction of min(rows, dim, 64)

@@ -49,6 +49,38 @@ def layout_of(config: RunConfig, method_cls: type[Method]) -> dict:
     return layout
 
 
+def initial_encoder(config: RunConfig, plugin, train_set):
+    """The encoder `train.init_from` names (a run directory or an exported encoder), checked against
+    the run: same kind of data, same input spec, and the backbone the config asks for (``auto``
+    takes the encoder's). Continual pretraining goes on from its weights and keeps its input
+    normalization, so that the new data reaches the backbone scaled as the old data did."""
+    from ..encoder import load_encoder
+
+    path = config.train.init_from
+    encoder = load_encoder(path)
+    spec = dict(getattr(encoder.backbone, "spec", None) or {})
+    name = spec.pop("name", None)
+    fix = "start from an encoder trained on this kind of data, or drop train.init_from."
+    if plugin.name != encoder.modality:
+        raise ConfigError(f"train.init_from '{path}' is a {encoder.modality} encoder; '{config.data.name}' holds "
+                          f"{plugin.nouns}.", fix)
+    wanted = config.backbone.name
+    if wanted not in ("auto", name):
+        raise ConfigError(f"train.init_from '{path}' holds a {name!r} backbone; the config asks for {wanted!r}.",
+                          f"use --backbone {name} (or auto), or start from an encoder with a {wanted!r} backbone.")
+    given = train_set.input_spec()
+    differ = {k: (spec.get(k), v) for k, v in given.items() if spec.get(k) != v}
+    if differ:
+        shown = ", ".join(f"{k} {a} (encoder) against {b} (data)" for k, (a, b) in differ.items())
+        raise ConfigError(f"train.init_from '{path}' was trained on other inputs than '{config.data.name}': {shown}.",
+                          "continue on data of the same shape (resize or convert it), or start from another encoder.")
+    options = {k: v for k, v in spec.items() if k not in given}
+    if config.backbone.options and config.backbone.options != options:
+        raise ConfigError(f"train.init_from '{path}' has backbone options {options}; the config sets "
+                          f"{dict(config.backbone.options)}.", "drop the backbone options: they come with the encoder.")
+    return encoder, name
+
+
 def check_fit(config: RunConfig, method_cls: type[Method], plugin, backbone_name: str, dataset) -> None:
     """The method, its auxiliaries and the view layout suit the data and the backbone (ConfigError before any work)."""
     backbone_cls = registry.get("backbone", backbone_name)
@@ -148,7 +180,11 @@ def assemble(config: RunConfig, device: torch.device) -> Run:
     registry.check_kwargs("method", config.method.name, config.method.options)
     train_set = load_train_set(config)
     plugin = modality_of(train_set)
-    backbone_name = resolve_backbone(config.backbone.name, plugin, config.data.name, method_cls)
+    initial = None
+    if config.train.init_from:
+        initial, backbone_name = initial_encoder(config, plugin, train_set)
+    else:
+        backbone_name = resolve_backbone(config.backbone.name, plugin, config.data.name, method_cls)
     check_fit(config, method_cls, plugin, backbone_name, train_set)
     cfg_t = config.train
     if cfg_t.batch_size > len(train_set):
@@ -156,9 +192,13 @@ def assemble(config: RunConfig, device: torch.device) -> Run:
                           f"in '{config.data.name}').", f"use --batch-size {len(train_set)} or smaller, or add data.")
 
     torch.manual_seed(cfg_t.seed)
-    mean, std = train_set.normalization()
-    # the input spec (channels and size, a table's columns) comes from the data; config.py refuses it as options
-    backbone = build_backbone(backbone_name, **train_set.input_spec(), **config.backbone.options)
+    if initial is None:
+        mean, std = train_set.normalization()
+        # the input spec (channels and size, a table's columns) comes from the data; config.py refuses it as options
+        backbone = build_backbone(backbone_name, **train_set.input_spec(), **config.backbone.options)
+    else:  # continual pretraining: the encoder's weights and normalization (the heads start anew)
+        mean, std = initial.mean.flatten().tolist(), initial.std.flatten().tolist()
+        backbone = initial.backbone.train()
     method = method_cls(backbone, **config.method.options)
     auxiliaries.attach(method, config.method.aux)
     method = method.to(device)

@@ -1,0 +1,97 @@
+"""Continual pretraining: a run starts its backbone from an earlier run or exported encoder
+(``train.init_from`` / ``selfsup pretrain --init-from``), and refuses one that does not fit."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import selfsup
+from selfsup.config import from_dict
+from selfsup.encoder import load_encoder
+from selfsup.errors import CheckpointError, ConfigError
+from selfsup.train.assemble import assemble
+
+from tests.conftest import fmnist_arrays
+
+
+def tiny_run(tmp_path, data, name="first", steps=3, backbone="convnet6"):
+    return selfsup.pretrain({"data": {"name": str(data)}, "method": {"name": "simclr"},
+                             "backbone": {"name": backbone},
+                             "train": {"steps": steps, "batch_size": 32, "progress": False, "checkpoint_every": steps},
+                             "out": str(tmp_path / name)}, evaluate=False, report=False)
+
+
+@pytest.fixture(scope="module")
+def halves(tmp_path_factory):
+    """Real Fashion-MNIST images of classes 0-4 and of classes 5-9, 200 each, as two .npz files."""
+    x, y = fmnist_arrays(1000)
+    root = tmp_path_factory.mktemp("halves")
+    old, new = y < 5, y >= 5
+    np.savez(root / "old.npz", x=x[old][:200], y=y[old][:200])
+    np.savez(root / "new.npz", x=x[new][:200], y=y[new][:200])
+    return root / "old.npz", root / "new.npz"
+
+
+@pytest.fixture(scope="module")
+def first(halves, tmp_path_factory):
+    return tiny_run(tmp_path_factory.mktemp("first"), halves[0])
+
+
+def test_the_backbone_starts_from_the_encoder_with_its_normalization(first, halves, tmp_path):
+    """The new run's backbone holds the encoder's weights (and BatchNorm statistics) before its first
+    step, and it keeps the encoder's input normalization rather than the new data's."""
+    encoder = load_encoder(first.run_dir)
+    config = from_dict({"data": {"name": str(halves[1])}, "method": {"name": "simclr"},
+                        "train": {"init_from": str(first.run_dir), "device": "cpu", "batch_size": 32}, "out": str(tmp_path / "second")})
+    run = assemble(config, torch.device("cpu"))
+    assert run.backbone_name == "convnet6"
+    for key, value in encoder.backbone.state_dict().items():
+        torch.testing.assert_close(run.method.backbone.state_dict()[key], value, rtol=0, atol=0, msg=key)
+    assert run.mean == encoder.mean.flatten().tolist() and run.std == encoder.std.flatten().tolist()
+    new_mean, _ = run.train_set.normalization()
+    assert run.mean != list(new_mean)  # the classes 5-9 images have another mean: it is not used
+
+
+def test_continued_run_trains_and_exports_from_the_encoder(first, halves, tmp_path):
+    """`selfsup pretrain --init-from RUN` on new data trains, exports an encoder of the same
+    backbone, and its weights moved away from the start."""
+    out = tmp_path / "second"
+    cmd = [sys.executable, "-m", "selfsup.cli", "pretrain", "--data", str(halves[1]), "--method", "simclr",
+           "--init-from", str(first.run_dir), "--steps", "3", "--batch-size", "32", "--out", str(out), "--no-eval",
+           "--no-progress"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    before, after = load_encoder(first.run_dir), load_encoder(out)
+    assert after.backbone.spec == before.backbone.spec
+    assert after.mean.flatten().tolist() == before.mean.flatten().tolist()
+    moved = [k for k, v in after.backbone.state_dict().items()
+             if v.is_floating_point() and not torch.equal(v, before.backbone.state_dict()[k])]
+    assert moved  # it trained
+
+
+@pytest.mark.parametrize("case", ["backbone", "shape", "kind", "missing"])
+def test_an_encoder_that_does_not_fit_is_refused_before_any_work(case, first, halves, tmp_path):
+    data, init, backbone, error = str(halves[1]), str(first.run_dir), "auto", ConfigError
+    if case == "backbone":
+        backbone = "resnet18"  # the encoder holds a convnet6
+    elif case == "shape":
+        x = np.zeros((64, 32, 32, 3), np.uint8)  # 3-channel 32x32 images for a 1-channel 28x28 encoder
+        np.savez(tmp_path / "rgb.npz", x=x)
+        data = str(tmp_path / "rgb.npz")
+    elif case == "kind":
+        rows = "\n".join(f"{i},{i % 3},{i * 0.5}" for i in range(80))
+        (tmp_path / "t.csv").write_text("a,b,c\n" + rows + "\n")
+        data = str(tmp_path / "t.csv")
+    else:
+        init, error = str(tmp_path / "no-such-run"), CheckpointError
+    out = tmp_path / "second"
+    with pytest.raises(error) as info:
+        selfsup.pretrain({"data": {"name": data}, "method": {"name": "simclr"}, "backbone": {"name": backbone},
+                          "train": {"init_from": init, "steps": 2, "batch_size": 16, "progress": False},
+                          "out": str(out)}, evaluate=False, report=False)
+    assert "init_from" in str(info.value) or "no encoder found" in str(info.value)
+    assert not out.exists()  # refused before the run directory was written
