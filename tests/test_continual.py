@@ -95,3 +95,48 @@ def test_an_encoder_that_does_not_fit_is_refused_before_any_work(case, first, ha
                           "out": str(out)}, evaluate=False, report=False)
     assert "init_from" in str(info.value) or "no encoder found" in str(info.value)
     assert not out.exists()  # refused before the run directory was written
+
+
+def test_wsd_and_infinite_schedules_match_hand_computed_values():
+    """100 steps, peak 1. WSD: stable at 1, then linear to 0 over the last 20 steps. Infinite: 5
+    warmup steps, a 20-step cosine cooldown to 0.25, constant 0.25, then the exponential anneal
+    0.25 * 0.4 ** ((step + 1 - 80) / 20) to 0.1 over the last 20 steps."""
+    from selfsup.schedules import learning_rate
+
+    wsd = [learning_rate(s, 100, 1.0, 0, "wsd", 0.0) for s in (0, 79, 80, 89, 99)]
+    assert wsd == pytest.approx([1.0, 1.0, 0.95, 0.5, 0.0])
+    inf = [learning_rate(s, 100, 1.0, 5, "infinite", 0.1, cooldown=20, const_ratio=0.25)
+           for s in (0, 4, 5, 14, 24, 25, 79, 80, 99)]
+    # step 14: 0.25 + 0.75 / 2 * (1 + cos(0.45 pi)) = 0.68366; step 24: cos(0.95 pi) -> 0.25462
+    assert inf == pytest.approx([0.2, 1.0, 1.0, 0.68366, 0.25462, 0.25, 0.25, 0.25 * 0.4 ** 0.05, 0.1], abs=1e-5)
+    # a later stage: no warmup, no cooldown: constant from its first step (no re-warming), then the anneal
+    later = [learning_rate(s, 50, 1.0, 0, "infinite", 0.1, const_ratio=0.25, decay_steps=10) for s in (0, 39, 49)]
+    assert later == pytest.approx([0.25, 0.25, 0.1])
+
+
+def test_schedules_that_do_not_fit_the_run_are_refused():
+    with pytest.raises(ConfigError, match="final_lr_ratio"):
+        from_dict({"optim": {"schedule": "infinite"}})  # exponential to 0
+    with pytest.raises(ConfigError, match="more than train.steps"):
+        from_dict({"train": {"steps": 100}, "optim": {"schedule": "infinite", "final_lr_ratio": 0.1,
+                                                      "warmup_steps": 50, "cooldown_steps": 40}})
+
+
+def test_a_decaying_run_keeps_the_encoder_from_before_its_decay(halves, tmp_path):
+    """With wsd or infinite the run also exports `encoder-stable/`, the weights when the final decay
+    starts: the checkpoint a next stage continues from (Singh et al.), while `encoder/` is the
+    annealed one that is evaluated."""
+    run = selfsup.pretrain({"data": {"name": str(halves[0])}, "method": {"name": "simclr"},
+                            "optim": {"schedule": "infinite", "final_lr_ratio": 0.1, "decay_steps": 2},
+                            "train": {"steps": 5, "batch_size": 32, "progress": False, "checkpoint_every": 5},
+                            "out": str(tmp_path / "run")}, evaluate=False, report=False)
+    stable, final = load_encoder(run.run_dir / "encoder-stable"), load_encoder(run.run_dir)
+    differ = [k for k, v in final.backbone.state_dict().items()
+              if v.is_floating_point() and not torch.equal(v, stable.backbone.state_dict()[k])]
+    assert differ  # the two decay steps changed the weights after the stable export
+    second = selfsup.pretrain({"data": {"name": str(halves[1])}, "method": {"name": "simclr"},
+                               "optim": {"schedule": "infinite", "final_lr_ratio": 0.1},
+                               "train": {"steps": 5, "batch_size": 32, "progress": False, "checkpoint_every": 5,
+                                         "init_from": str(run.run_dir / "encoder-stable")},
+                               "out": str(tmp_path / "second")}, evaluate=False, report=False)
+    assert (second.run_dir / "encoder-stable").is_dir() and (second.run_dir / "encoder").is_dir()

@@ -66,8 +66,11 @@ class OptimConfig:
     momentum: float = 0.9  # sgd and lars
     betas: tuple[float, float] = (0.9, 0.999)  # adamw
     warmup_steps: int = 0
-    schedule: str = "cosine"  # cosine | constant
-    final_lr_ratio: float = 0.0  # cosine ends at lr * final_lr_ratio
+    schedule: str = "cosine"  # cosine | constant | wsd | infinite (selfsup/schedules.py)
+    final_lr_ratio: float = 0.0  # cosine, wsd and infinite end at lr * final_lr_ratio (infinite: > 0, e.g. 0.1)
+    cooldown_steps: int = 0  # infinite: the cosine from lr down to lr * const_lr_ratio after warmup
+    const_lr_ratio: float = 0.25  # infinite: the constant phase's lr / lr
+    decay_steps: int | None = None  # wsd and infinite: the final decay's length; None = the last 20% of the steps
     clip_grad: float | None = None  # max gradient L2 norm; None = no clipping
     lars_eta: float = 0.02  # LARS trust coefficient (You et al. 2017 use 0.001 with SGD lr scaling; BYOL/Barlow use 0.001-0.02)
 
@@ -126,7 +129,8 @@ _RANGES = {
     "train.max_skips": (1, None), "train.collapse_check_every": (0, None), "train.collapse_min_std": (0.0, 1.0),
     "train.collapse_min_rank": (0.0, 1.0), "train.collapse_patience": (1, None),
     "optim.lr": (0.0, None), "optim.weight_decay": (0.0, None), "optim.warmup_steps": (0, None),
-    "optim.final_lr_ratio": (0.0, 1.0), "optim.momentum": (0.0, 1.0), "eval.knn_k": (1, None),
+    "optim.final_lr_ratio": (0.0, 1.0), "optim.cooldown_steps": (0, None), "optim.const_lr_ratio": (0.0, 1.0),
+    "optim.decay_steps": (1, None), "optim.momentum": (0.0, 1.0), "eval.knn_k": (1, None),
     "data.image_size": (1, None), "data.imbalance_ratio": (1.0, None), "train.threads": (1, None), "train.monitor_bank": (1, None),
     "train.monitor_queries": (1, None), "eval.batch_size": (1, None), "eval.knn_temperature": (0.0, None),
     "optim.clip_grad": (0.0, None), "optim.lars_eta": (0.0, None), "optim.betas": (0.0, 1.0),
@@ -134,7 +138,7 @@ _RANGES = {
 # Bounds that the value must not equal: (low excluded, high excluded). A tuple value is checked per element.
 _EXCLUSIVE = {"eval.knn_temperature": (True, False), "optim.clip_grad": (True, False), "optim.betas": (False, True)}
 _CHOICES = {
-    "optim.name": ("adamw", "sgd", "lars"), "optim.schedule": ("cosine", "constant"),
+    "optim.name": ("adamw", "sgd", "lars"), "optim.schedule": ("cosine", "constant", "wsd", "infinite"),
     "train.precision": ("auto", "bf16", "fp16", "fp32"), "train.on_nonfinite": ("stop", "skip"),
 }
 
@@ -259,7 +263,26 @@ def to_dict(config) -> dict:
 def from_dict(data: dict) -> RunConfig:
     config = _build(RunConfig, data or {}, "")
     _check_registered(config)
+    _check_schedule(config)
     return config
+
+
+def _check_schedule(config: RunConfig) -> None:
+    """The phases of a learning-rate schedule fit in the run (ConfigError before any work)."""
+    o, steps = config.optim, config.train.steps
+    if o.schedule == "infinite" and (o.final_lr_ratio <= 0 or o.const_lr_ratio <= 0):
+        raise ConfigError(f"optim.schedule=infinite anneals exponentially to lr * final_lr_ratio, which must be above 0 "
+                          f"(final_lr_ratio={o.final_lr_ratio}, const_lr_ratio={o.const_lr_ratio}).",
+                          "set e.g. --set optim.final_lr_ratio=0.1 (Singh et al. use 0.1 with const_lr_ratio 0.25).")
+    if o.schedule in ("wsd", "infinite"):
+        decay = o.decay_steps if o.decay_steps is not None else max(1, round(0.2 * steps))
+        before = o.warmup_steps + (o.cooldown_steps if o.schedule == "infinite" else 0)
+        if before + decay > steps:
+            raise ConfigError(f"optim.schedule={o.schedule}: warmup {o.warmup_steps}"
+                              + (f" + cooldown {o.cooldown_steps}" if o.schedule == "infinite" else "")
+                              + f" + final decay {decay} steps is more than train.steps={steps}.",
+                              "shorten the phases (optim.warmup_steps, optim.cooldown_steps, optim.decay_steps) or "
+                              "train longer.")
 
 
 def _check_option_types(options: dict, defaults: dict, section: str) -> None:

@@ -26,7 +26,7 @@ from ..encoder import Encoder, save_encoder
 from ..errors import ConfigError, NonFiniteLossError, disk_error
 from ..files import atomic_write
 from ..methods.base import Batch, TrainData
-from ..schedules import learning_rate
+from ..schedules import decay_start, learning_rate
 from .assemble import assemble, check_resume_config, write_run_files
 from .hardware import autocast, flush_denormal, resolve_device, resolve_precision
 from .monitor import CollapseAlarm, OnlineKNN
@@ -182,12 +182,19 @@ def _train(config: RunConfig, resume: bool, stop_after: int | None, stop: StopSi
     train_time, train_images, window_t, window_n = 0.0, 0, time.perf_counter(), 0
     method.train()
     step = start
+    stable_end = decay_start(total, config.optim.schedule, config.optim.decay_steps)  # wsd, infinite; else None
     stop.install()
     for step in range(start, end):
         t0 = time.perf_counter()
         progress = step / total
-        lr = learning_rate(step, total, config.optim.lr, config.optim.warmup_steps, config.optim.schedule,
-                           config.optim.final_lr_ratio)
+        o = config.optim
+        lr = learning_rate(step, total, o.lr, o.warmup_steps, o.schedule, o.final_lr_ratio, o.cooldown_steps,
+                           o.const_lr_ratio, o.decay_steps)
+        if step == stable_end:  # the weights before the final decay: what a next stage continues from
+            try:
+                save_encoder(encoder, run_dir / "encoder-stable")
+            except OSError as exc:
+                raise disk_error(exc, run_dir / "encoder-stable", "the encoder", latest_checkpoint(ckpt_dir)) from exc
         for group in optimizer.param_groups:
             group["lr"] = lr
         index = order(step)
