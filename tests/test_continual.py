@@ -140,3 +140,71 @@ def test_a_decaying_run_keeps_the_encoder_from_before_its_decay(halves, tmp_path
                                          "init_from": str(run.run_dir / "encoder-stable")},
                                "out": str(tmp_path / "second")}, evaluate=False, report=False)
     assert (second.run_dir / "encoder-stable").is_dir() and (second.run_dir / "encoder").is_dir()
+
+
+@pytest.mark.parametrize("name,spec,shape", [
+    ("convnet6", {"in_channels": 1, "image_size": 28}, (2, 1, 28, 28)),
+    ("resnet18", {"in_channels": 3, "image_size": 32, "stem": "cifar"}, (2, 3, 32, 32)),
+    ("vit_tiny", {"in_channels": 3, "image_size": 32, "patch_size": 8}, (2, 3, 32, 32)),
+    ("ts2vec_cnn", {"in_channels": 2, "length": 40}, (2, 2, 40)),
+    ("patchtst", {"in_channels": 2, "length": 40, "patch_len": 8}, (2, 2, 40)),
+])
+def test_adapters_start_as_the_identity_and_train_alone(name, spec, shape):
+    """Zero-initialized up-projections: the adapted backbone computes what the pretrained one did;
+    only adapter parameters train; normalization layers stay in eval mode; the exported encoder
+    rebuilds the adapters from its spec and loads its weights."""
+    from selfsup.backbones.adapters import add_adapters
+    from selfsup.backbones.base import build_backbone
+    from selfsup.encoder import Encoder, save_encoder
+
+    torch.manual_seed(0)
+    net = build_backbone(name, **spec).eval()
+    x = torch.randn(*shape)
+    with torch.no_grad():
+        before = net(x)
+    add_adapters(net, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), before, rtol=0, atol=0)
+    trainable = [n for n, p in net.named_parameters() if p.requires_grad]
+    assert trainable and all(".adapter." in n for n in trainable)
+    net.train()
+    assert all(not m.training for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._NormBase))
+    assert net.spec["adapters"] == 8
+    for p in (p for n, p in net.named_parameters() if p.requires_grad):
+        torch.nn.init.normal_(p, std=0.1)  # adapters that learned something
+    net.eval()
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        save_encoder(Encoder(net, [0.0] * spec["in_channels"], [1.0] * spec["in_channels"], "series" if "length" in spec
+                             else "image"), tmp)
+        loaded = load_encoder(tmp)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.backbone(x), net(x))
+
+
+def test_adapter_pretraining_moves_only_the_adapters(first, halves, tmp_path):
+    """Continual pretraining with adapters: after training, every backbone weight and BatchNorm
+    statistic is the encoder's, the adapters moved, and the exported encoder carries them."""
+    run = selfsup.pretrain({"data": {"name": str(halves[1])}, "method": {"name": "simclr"},
+                            "train": {"init_from": str(first.run_dir), "adapters": 8, "steps": 3, "batch_size": 32,
+                                      "progress": False, "checkpoint_every": 3}, "out": str(tmp_path / "adapted")},
+                           evaluate=False, report=False)
+    before, after = load_encoder(first.run_dir).backbone.state_dict(), load_encoder(run.run_dir).backbone.state_dict()
+    assert after and all(".adapter." in k or ".base." in k or k in before for k in after)
+    for key, value in after.items():
+        original = key.replace(".base.", ".")
+        if ".adapter." not in key:
+            torch.testing.assert_close(value, before[original], rtol=0, atol=0, msg=key)
+    assert any(not torch.all(v == 0) for k, v in after.items() if ".adapter.up.weight" in k)
+
+
+def test_adapters_need_a_pretrained_encoder_and_a_backbone_that_has_room(halves, tmp_path):
+    with pytest.raises(ConfigError, match="--init-from"):
+        selfsup.pretrain({"data": {"name": str(halves[0])}, "train": {"adapters": 8, "steps": 2, "batch_size": 16},
+                          "out": str(tmp_path / "a")}, evaluate=False, report=False)
+    from selfsup.backbones.adapters import add_adapters
+    from selfsup.backbones.base import build_backbone
+
+    with pytest.raises(ConfigError, match="no place for adapters"):
+        add_adapters(build_backbone("mlp", in_channels=5), 4)

@@ -94,6 +94,7 @@ class TrainConfig:
     on_nonfinite: str = "stop"  # a NaN/Inf loss or gradient: stop (saving the last good weights) | skip the step
     max_skips: int = 10  # on_nonfinite=skip: this many bad steps in a row are skipped, the next one stops the run
     init_from: str | None = None  # continual pretraining: start the backbone from this run or exported encoder
+    adapters: int = 0  # with init_from: freeze the backbone and train bottleneck adapters this wide (0 = train it all)
     collapse_check_every: int = 25  # collapse alarm on the step's own embeddings every N steps (0 = off); train/monitor.py
     collapse_min_std: float = 0.05  # alarm when their std (L2-normalized, times sqrt(dim)) stays below this
     collapse_min_rank: float = 0.05  # ... or their effective rank stays below this fraction of min(rows, dim, 64)
@@ -130,7 +131,7 @@ _RANGES = {
     "train.collapse_min_rank": (0.0, 1.0), "train.collapse_patience": (1, None),
     "optim.lr": (0.0, None), "optim.weight_decay": (0.0, None), "optim.warmup_steps": (0, None),
     "optim.final_lr_ratio": (0.0, 1.0), "optim.cooldown_steps": (0, None), "optim.const_lr_ratio": (0.0, 1.0),
-    "optim.decay_steps": (1, None), "optim.momentum": (0.0, 1.0), "eval.knn_k": (1, None),
+    "optim.decay_steps": (1, None), "train.adapters": (0, None), "optim.momentum": (0.0, 1.0), "eval.knn_k": (1, None),
     "data.image_size": (1, None), "data.imbalance_ratio": (1.0, None), "train.threads": (1, None), "train.monitor_bank": (1, None),
     "train.monitor_queries": (1, None), "eval.batch_size": (1, None), "eval.knn_temperature": (0.0, None),
     "optim.clip_grad": (0.0, None), "optim.lars_eta": (0.0, None), "optim.betas": (0.0, 1.0),

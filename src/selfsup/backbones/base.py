@@ -32,7 +32,12 @@ def build_backbone(name: str, **kwargs) -> nn.Module:
     """Backbone `name` built with `kwargs`: the input spec the data fixes (``Dataset.input_spec()``:
     channels and image size, a table's columns, ...) and the user's options."""
     cls = registry.get("backbone", name)
+    adapters = kwargs.pop("adapters", 0)  # continual pretraining's adapters (backbones/adapters.py), not the class's
     registry.check_kwargs("backbone", name, kwargs)
     model = cls(**kwargs)
     model.spec = {"name": name, **kwargs}
+    if adapters:
+        from .adapters import add_adapters
+
+        add_adapters(model, adapters)
     return model

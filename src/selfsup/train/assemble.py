@@ -181,6 +181,10 @@ def assemble(config: RunConfig, device: torch.device) -> Run:
     train_set = load_train_set(config)
     plugin = modality_of(train_set)
     initial = None
+    if config.train.adapters and not config.train.init_from:
+        raise ConfigError(f"train.adapters={config.train.adapters} trains adapters in a frozen pretrained backbone, "
+                          "but the run starts from scratch.", "set --init-from RUN (the encoder to adapt), or drop "
+                          "train.adapters.")
     if config.train.init_from:
         initial, backbone_name = initial_encoder(config, plugin, train_set)
     else:
@@ -199,6 +203,13 @@ def assemble(config: RunConfig, device: torch.device) -> Run:
     else:  # continual pretraining: the encoder's weights and normalization (the heads start anew)
         mean, std = initial.mean.flatten().tolist(), initial.std.flatten().tolist()
         backbone = initial.backbone.train()
+        if not cfg_t.adapters:  # an adapted encoder trained further as a whole: nothing frozen any more
+            backbone.__dict__.pop("train", None)
+            backbone.requires_grad_(True).train()
+        if cfg_t.adapters:
+            from ..backbones.adapters import add_adapters
+
+            add_adapters(backbone, cfg_t.adapters)
     method = method_cls(backbone, **config.method.options)
     auxiliaries.attach(method, config.method.aux)
     method = method.to(device)
