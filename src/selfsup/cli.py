@@ -67,6 +67,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key, e.g. --set optim.warmup_steps=100 --set method.temperature=0.2")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    p.add_argument("--budget", metavar="TIME", help="train for a time instead of --steps (e.g. 10m, 90s, 1h): the step "
+                                                     "count is fixed after timing the first steps, recorded, and kept "
+                                                     "on --resume")
     p.add_argument("--init-from", metavar="RUN", help="continual pretraining: start the backbone from this run "
                                                       "directory or exported encoder (its weights and normalization)")
     p.add_argument("--no-eval", action="store_true", help="skip evaluation after pretraining")
@@ -168,6 +171,8 @@ def run(argv: list[str] | None = None) -> int:
             overrides.append("train.progress=false")
         if args.init_from:
             overrides.append(f"train.init_from={args.init_from}")
+        if args.budget:
+            overrides.append(f"train.budget={args.budget}")
         result = pretrain(args.config, data=args.data, method=args.method, backbone=args.backbone, steps=args.steps,
                           batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=args.device, out=args.out,
                           overrides=overrides, resume=args.resume, evaluate=not args.no_eval)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field, fields
@@ -94,6 +95,7 @@ class TrainConfig:
     on_nonfinite: str = "stop"  # a NaN/Inf loss or gradient: stop (saving the last good weights) | skip the step
     max_skips: int = 10  # on_nonfinite=skip: this many bad steps in a row are skipped, the next one stops the run
     init_from: str | None = None  # continual pretraining: start the backbone from this run or exported encoder
+    budget: str | None = None  # train for a time: "10m", "90s", "1h"; fixes train.steps after timing the first steps
     adapters: int = 0  # with init_from: freeze the backbone and train bottleneck adapters this wide (0 = train it all)
     collapse_check_every: int = 25  # collapse alarm on the step's own embeddings every N steps (0 = off); train/monitor.py
     collapse_min_std: float = 0.05  # alarm when their std (L2-normalized, times sqrt(dim)) stays below this
@@ -268,14 +270,26 @@ def from_dict(data: dict) -> RunConfig:
     return config
 
 
+def budget_seconds(text: str | None) -> float | None:
+    """"10m" / "90s" / "1.5h" / "600" (seconds) -> seconds; None -> None; anything else: ConfigError."""
+    if text is None:
+        return None
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", str(text))
+    seconds = float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)] if match else 0.0
+    if seconds <= 0:
+        raise ConfigError(f"train.budget={text!r} is not a duration.", "use e.g. --budget 10m, 90s or 1h.")
+    return seconds
+
+
 def _check_schedule(config: RunConfig) -> None:
     """The phases of a learning-rate schedule fit in the run (ConfigError before any work)."""
+    budget_seconds(config.train.budget)
     o, steps = config.optim, config.train.steps
     if o.schedule == "infinite" and (o.final_lr_ratio <= 0 or o.const_lr_ratio <= 0):
         raise ConfigError(f"optim.schedule=infinite anneals exponentially to lr * final_lr_ratio, which must be above 0 "
                           f"(final_lr_ratio={o.final_lr_ratio}, const_lr_ratio={o.const_lr_ratio}).",
                           "set e.g. --set optim.final_lr_ratio=0.1 (Singh et al. use 0.1 with const_lr_ratio 0.25).")
-    if o.schedule in ("wsd", "infinite"):
+    if o.schedule in ("wsd", "infinite") and config.train.budget is None:  # a budget's steps are fixed later
         decay = o.decay_steps if o.decay_steps is not None else max(1, round(0.2 * steps))
         before = o.warmup_steps + (o.cooldown_steps if o.schedule == "infinite" else 0)
         if before + decay > steps:

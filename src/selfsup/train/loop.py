@@ -11,6 +11,7 @@ drawn, and ends bit-identical on the CPU.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 import sys
@@ -18,10 +19,11 @@ import time
 from pathlib import Path
 
 import torch
+import yaml
 
 from .. import auxiliaries
 from ..checkpoint import latest_checkpoint, load_checkpoint, load_state, remove_temporaries, save_checkpoint
-from ..config import RunConfig, to_dict
+from ..config import RunConfig, budget_seconds, to_dict
 from ..encoder import Encoder, save_encoder
 from ..errors import ConfigError, NonFiniteLossError, disk_error
 from ..files import atomic_write
@@ -104,6 +106,25 @@ def train(config: RunConfig, resume: bool = False, stop_after: int | None = None
         return _train(config, resume, stop_after, stop)
 
 
+BUDGET_SKIP, BUDGET_TIMED = 3, 10  # a time budget: after 3 warm-up steps, 10 steps are timed
+
+
+def _budget_steps(budget: float, spent: float, steps_per_s: float, done: int, config: RunConfig) -> int:
+    """The run's step count under a time budget: the steps done, plus what the rest of the budget
+    buys at the timed rate; at least enough for the learning-rate phases to fit."""
+    o = config.optim
+    least = done + 1
+    if o.schedule in ("wsd", "infinite"):
+        least = max(least, o.warmup_steps + (o.cooldown_steps if o.schedule == "infinite" else 0)
+                    + (o.decay_steps or 1) + 1)
+    return max(least, done + int(max(0.0, budget - spent) * steps_per_s))
+
+
+def _rewrite_config(run_dir: Path, config: RunConfig) -> None:
+    """config.yaml with the steps a time budget fixed (what `--resume` and the report read)."""
+    atomic_write(run_dir / "config.yaml", lambda tmp: Path(tmp).write_text(yaml.safe_dump(to_dict(config), sort_keys=False)))
+
+
 def _train(config: RunConfig, resume: bool, stop_after: int | None, stop: StopSignals) -> RunResult:
     run_dir = Path(config.out)
     ckpt_dir = run_dir / "checkpoints"
@@ -131,7 +152,7 @@ def _train(config: RunConfig, resume: bool, stop_after: int | None, stop: StopSi
     labels = train_set.labels.to(device) if train_set.labels is not None else None
     method.prepare(TrainData(stored, labels, list(mean), list(std)))
 
-    start = 0
+    start, budget_steps = 0, None
     if resume and latest is not None:
         remove_temporaries(ckpt_dir)  # left by a save that was killed
         state = load_checkpoint(latest, map_location=device)
@@ -140,6 +161,7 @@ def _train(config: RunConfig, resume: bool, stop_after: int | None, stop: StopSi
         if scaler is not None and "scaler" in state:
             scaler.load_state_dict(state["scaler"])
         start = int(state["step"])
+        budget_steps = state.get("budget_steps")  # a time budget's step count, fixed before this checkpoint
         print(f"resumed from {latest} at step {start}", file=sys.stderr)
 
     order = EpochOrder(len(train_set), cfg_t.batch_size, cfg_t.seed, device)
@@ -157,11 +179,17 @@ def _train(config: RunConfig, resume: bool, stop_after: int | None, stop: StopSi
     def state_at(step: int) -> dict:
         state = {"step": step, "method": method.state_dict(), "optimizer": optimizer.state_dict(),
                  "config": to_dict(config), "format": "selfsup-checkpoint/1", "export": method.export_name()}
+        if budget_steps is not None:
+            state["budget_steps"] = budget_steps
         if scaler is not None:
             state["scaler"] = scaler.state_dict()
         return state
 
-    total = cfg_t.steps
+    budget = budget_seconds(cfg_t.budget)
+    if budget_steps is not None:  # resumed: the budget's steps were fixed before the checkpoint
+        config = dataclasses.replace(config, train=dataclasses.replace(cfg_t, steps=budget_steps))
+        cfg_t = config.train
+    total = cfg_t.steps  # with a budget not fixed yet: provisional, until BUDGET_TIMED steps are timed
     end = min(total, stop_after) if stop_after is not None else total
     bar = None
     if cfg_t.progress and end > start:
@@ -183,8 +211,24 @@ def _train(config: RunConfig, resume: bool, stop_after: int | None, stop: StopSi
     method.train()
     step = start
     stable_end = decay_start(total, config.optim.schedule, config.optim.decay_steps)  # wsd, infinite; else None
+    timed_s = 0.0  # the budget's timed steps
     stop.install()
-    for step in range(start, end):
+    for step in itertools.count(start):
+        if step >= end:
+            break
+        if budget is not None and budget_steps is None and step == BUDGET_SKIP + BUDGET_TIMED:
+            budget_steps = _budget_steps(budget, train_time, BUDGET_TIMED / max(timed_s, 1e-9), step, config)
+            config = dataclasses.replace(config, train=dataclasses.replace(cfg_t, steps=budget_steps))
+            cfg_t, total = config.train, budget_steps
+            end = min(total, stop_after) if stop_after is not None else total
+            stable_end = decay_start(total, config.optim.schedule, config.optim.decay_steps)
+            _rewrite_config(run_dir, config)
+            _log(metrics_path, {"step": step, "budget_s": budget, "budget_steps": total,
+                                "timed_steps_per_s": round(BUDGET_TIMED / max(timed_s, 1e-9), 4)})
+            if bar is not None:
+                bar.total = end
+            if step >= end:
+                break
         t0 = time.perf_counter()
         progress = step / total
         o = config.optim
@@ -257,6 +301,8 @@ def _train(config: RunConfig, resume: bool, stop_after: int | None, stop: StopSi
                 collapse = alarm(step + 1, out)
         dt = time.perf_counter() - t0
         train_time += dt
+        if BUDGET_SKIP <= step < BUDGET_SKIP + BUDGET_TIMED:
+            timed_s += dt
         train_images += len(index)
         window_n += len(index)
         done = step + 1
