@@ -37,7 +37,22 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> tor
     the other 2B - 2; similarities are cosines divided by `temperature`; returns the mean over
     the 2B anchors of the cross-entropy of picking the positive (a scalar).
     """
-    logits, positive = _two_view_logits(z1, z2, temperature)
+    from ..distributed import gather, world
+
+    rank, size = world()
+    if size == 1:
+        logits, positive = _two_view_logits(z1, z2, temperature)
+        return F.cross_entropy(logits, positive)
+    # Data parallel: this rank's 2B anchors against the 2NB embeddings of every rank (view 1 of all
+    # ranks, then view 2 of all ranks: the global order of one process at batch NB).
+    B = z1.shape[0]
+    local = F.normalize(torch.cat([z1, z2]), dim=1)  # (2B, D)
+    everything = F.normalize(torch.cat([gather(z1), gather(z2)]), dim=1)  # (2NB, D)
+    logits = local @ everything.T / temperature  # (2B, 2NB)
+    first = rank * B + torch.arange(B, device=z1.device)  # the anchors' own rows among view 1's NB
+    own = torch.cat([first, first + size * B])  # (2B,)
+    logits[torch.arange(2 * B, device=z1.device), own] = float("-inf")
+    positive = torch.cat([first + size * B, first])
     return F.cross_entropy(logits, positive)
 
 
