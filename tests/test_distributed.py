@@ -11,6 +11,9 @@ import torch.multiprocessing as mp
 
 from selfsup.distributed import gather, world
 from selfsup.losses.contrastive import nt_xent
+from selfsup.losses.redundancy import barlow_twins, vicreg
+
+LOSSES = {"nt_xent": lambda a, b: nt_xent(a, b, temperature=0.5), "barlow_twins": barlow_twins, "vicreg": vicreg}
 
 N, D_IN, D = 8, 6, 4  # the global batch, input and embedding widths
 
@@ -25,7 +28,7 @@ def model():
     return torch.nn.Sequential(torch.nn.Linear(D_IN, 16), torch.nn.ReLU(), torch.nn.Linear(16, D))
 
 
-def _worker(rank: int, size: int, store: str, out: str) -> None:
+def _worker(rank: int, size: int, store: str, out: str, name: str) -> None:
     os.environ["OMP_NUM_THREADS"] = "1"
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=size)
@@ -33,7 +36,7 @@ def _worker(rank: int, size: int, store: str, out: str) -> None:
         net = torch.nn.parallel.DistributedDataParallel(model())
         x1, x2 = data()
         rows = slice(rank * N // size, (rank + 1) * N // size)
-        loss = nt_xent(net(x1[rows]), net(x2[rows]), temperature=0.5)
+        loss = LOSSES[name](net(x1[rows]), net(x2[rows]))
         loss.backward()
         losses = [torch.zeros(()) for _ in range(size)]
         dist.all_gather(losses, loss.detach())
@@ -45,13 +48,15 @@ def _worker(rank: int, size: int, store: str, out: str) -> None:
         dist.destroy_process_group()
 
 
-def test_two_gloo_processes_give_the_single_process_loss_and_gradients(tmp_path):
+@pytest.mark.parametrize("name", list(LOSSES))
+def test_two_gloo_processes_give_the_single_process_loss_and_gradients(name, tmp_path):
+    """NT-Xent's negatives, and Barlow Twins' and VICReg's batch statistics, come from both ranks."""
     net = model()
     x1, x2 = data()
-    loss = nt_xent(net(x1), net(x2), temperature=0.5)
+    loss = LOSSES[name](net(x1), net(x2))
     loss.backward()
     out = tmp_path / "rank0.pt"
-    mp.spawn(_worker, args=(2, str(tmp_path / "store"), str(out)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, str(tmp_path / "store"), str(out), name), nprocs=2, join=True)
     got = torch.load(out, weights_only=True)
     assert got["losses"].mean() == pytest.approx(loss.item(), rel=1e-6)  # the mean of the ranks' losses
     for mine, theirs in zip((p.grad for p in net.parameters()), got["grads"]):

@@ -2,12 +2,18 @@
 
 Barlow Twins works on the cross-correlation of the two views' batch-standardized embeddings;
 VICReg on three named terms (invariance, variance, covariance) of the raw embeddings.
+
+Data parallel: the batch statistics (cross-correlation, variance, covariance) are taken over the
+embeddings of every rank (``distributed.gather``), so each rank computes the single-process value
+at the global batch; the invariance term is a mean over samples and stays per rank (DDP's gradient
+average makes it the global mean).
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
+from ..distributed import gather
 from .precision import full_precision
 
 
@@ -29,6 +35,7 @@ def standardize(z: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
 @full_precision
 def cross_correlation(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
     """(B, D), (B, D) -> (D, D): C_ij = mean over the batch of standardized z1_i times standardized z2_j."""
+    z1, z2 = gather(z1), gather(z2)  # the whole batch of every rank
     return standardize(z1).T @ standardize(z2) / z1.shape[0]  # (D, B) @ (B, D)
 
 
@@ -67,13 +74,14 @@ def variance(z: torch.Tensor, gamma: float = 1.0, eps: float = 1e-4) -> torch.Te
     z: (B, D). A hinge on the standard deviation (not the variance), so a collapsing dimension keeps
     a gradient; `eps` keeps the square root differentiable at zero variance.
     """
-    std = (z.var(dim=0) + eps).sqrt()  # (D,), unbiased variance as in the paper's code
+    std = (gather(z).var(dim=0) + eps).sqrt()  # (D,), unbiased variance as in the paper's code
     return F.relu(gamma - std).mean()
 
 
 @full_precision
 def covariance(z: torch.Tensor) -> torch.Tensor:
     """VICReg's covariance term: sum of the squared off-diagonal covariances of z (B, D), divided by D."""
+    z = gather(z)
     B, D = z.shape
     z = z - z.mean(dim=0)
     cov = z.T @ z / (B - 1)  # (D, B) @ (B, D) -> (D, D)
