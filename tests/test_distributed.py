@@ -66,3 +66,43 @@ def test_two_gloo_processes_give_the_single_process_loss_and_gradients(name, tmp
 def test_outside_a_process_group_gather_is_the_identity():
     x = torch.randn(3, 2, requires_grad=True)
     assert world() == (0, 1) and gather(x) is x
+
+
+def _statistics_worker(rank: int, size: int, store: str, out: str) -> None:
+    from selfsup.losses.clustering import sinkhorn
+    from selfsup.losses.distillation import dino_center
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=size)
+    try:
+        scores, logits, center = statistics_data()
+        rows = slice(rank * N // size, (rank + 1) * N // size)
+        codes = sinkhorn(scores[rows], epsilon=0.05, iterations=3)
+        new_center = dino_center(center, logits[:, rows], momentum=0.9)
+        parts = [torch.zeros_like(codes) for _ in range(size)]
+        dist.all_gather(parts, codes)
+        if rank == 0:
+            torch.save({"codes": torch.cat(parts), "center": new_center}, out)
+    finally:
+        dist.destroy_process_group()
+
+
+def statistics_data():
+    g = torch.Generator().manual_seed(2)
+    scores = torch.rand(N, 5, generator=g) * 2 - 1  # cosines to 5 prototypes
+    logits = torch.randn(2, N, 5, generator=g)  # 2 teacher views
+    return scores, logits, torch.randn(1, 5, generator=g)
+
+
+def test_sinkhorn_codes_and_the_dino_center_use_every_ranks_samples(tmp_path):
+    """SwAV's Sinkhorn marginals and DINO's center are batch statistics: over 2 ranks they equal the
+    single-process values at the global batch."""
+    from selfsup.losses.clustering import sinkhorn
+    from selfsup.losses.distillation import dino_center
+
+    scores, logits, center = statistics_data()
+    out = tmp_path / "rank0.pt"
+    mp.spawn(_statistics_worker, args=(2, str(tmp_path / "store"), str(out)), nprocs=2, join=True)
+    got = torch.load(out, weights_only=True)
+    torch.testing.assert_close(got["codes"], sinkhorn(scores, epsilon=0.05, iterations=3), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(got["center"], dino_center(center, logits, momentum=0.9), rtol=1e-5, atol=1e-6)

@@ -45,3 +45,22 @@ def gather(x: torch.Tensor) -> torch.Tensor:
     if world()[1] == 1:
         return x
     return _Gather.apply(x)
+
+
+def sum_over_ranks(x: torch.Tensor) -> torch.Tensor:
+    """The sum of `x` over the ranks (no gradient: statistics such as DINO's center or Sinkhorn's
+    marginals); `x` itself outside a process group."""
+    if world()[1] == 1:
+        return x
+    x = x.detach().clone()
+    dist.all_reduce(x, op=dist.ReduceOp.SUM)
+    return x
+
+
+def max_over_ranks(x: torch.Tensor) -> torch.Tensor:
+    """The elementwise maximum of `x` over the ranks (no gradient); `x` outside a process group."""
+    if world()[1] == 1:
+        return x
+    x = x.detach().clone()
+    dist.all_reduce(x, op=dist.ReduceOp.MAX)
+    return x

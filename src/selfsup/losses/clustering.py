@@ -21,12 +21,15 @@ def sinkhorn(scores: torch.Tensor, epsilon: float = 0.05, iterations: int = 3) -
     step makes each sample's code a distribution: returns (B, K) with rows summing to 1 (the
     prototype marginals are only approximately B/K after few iterations). No gradient.
     """
+    from ..distributed import max_over_ranks, sum_over_ranks, world
+
     B, K = scores.shape
+    B = B * world()[1]  # data parallel: the marginals are over the samples of every rank
     logits = scores / epsilon
-    q = torch.exp(logits - logits.max())  # (B, K); a global shift cancels in the first normalization
-    q /= q.sum()
+    q = torch.exp(logits - max_over_ranks(logits.max()))  # (B, K); a global shift cancels in the first normalization
+    q /= sum_over_ranks(q.sum())
     for _ in range(iterations):
-        q /= q.sum(dim=0, keepdim=True)  # each prototype's column -> 1
+        q /= sum_over_ranks(q.sum(dim=0, keepdim=True))  # each prototype's column (over every rank) -> 1
         q /= K                           # ... -> 1/K
         q /= q.sum(dim=1, keepdim=True)  # each sample's row -> 1
         q /= B                           # ... -> 1/B

@@ -39,7 +39,10 @@ def dino_center(center: torch.Tensor, teacher_logits: torch.Tensor, momentum: fl
 
     center: (1, K); teacher_logits: (..., K). Returns (1, K). DINO (arXiv:2104.14294) Eq. 4, m = 0.9.
     """
-    batch_mean = teacher_logits.reshape(-1, teacher_logits.shape[-1]).mean(0, keepdim=True)  # (1, K)
+    from ..distributed import sum_over_ranks, world
+
+    flat = teacher_logits.reshape(-1, teacher_logits.shape[-1])
+    batch_mean = sum_over_ranks(flat.sum(0, keepdim=True)) / (flat.shape[0] * world()[1])  # (1, K), every rank's rows
     return center * momentum + batch_mean * (1 - momentum)
 
 
