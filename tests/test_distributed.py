@@ -69,6 +69,7 @@ def test_outside_a_process_group_gather_is_the_identity():
 
 
 def _statistics_worker(rank: int, size: int, store: str, out: str) -> None:
+    from selfsup.methods.queue import FeatureQueue
     from selfsup.losses.clustering import sinkhorn
     from selfsup.losses.distillation import dino_center
 
@@ -79,10 +80,13 @@ def _statistics_worker(rank: int, size: int, store: str, out: str) -> None:
         rows = slice(rank * N // size, (rank + 1) * N // size)
         codes = sinkhorn(scores[rows], epsilon=0.05, iterations=3)
         new_center = dino_center(center, logits[:, rows], momentum=0.9)
+        queue = FeatureQueue(6, 5, filled=False)
+        queue.push(scores[rows])
+        queue.push(scores[rows] * 2)
         parts = [torch.zeros_like(codes) for _ in range(size)]
         dist.all_gather(parts, codes)
         if rank == 0:
-            torch.save({"codes": torch.cat(parts), "center": new_center}, out)
+            torch.save({"codes": torch.cat(parts), "center": new_center, "queue": queue.state_dict()}, out)
     finally:
         dist.destroy_process_group()
 
@@ -94,11 +98,12 @@ def statistics_data():
     return scores, logits, torch.randn(1, 5, generator=g)
 
 
-def test_sinkhorn_codes_and_the_dino_center_use_every_ranks_samples(tmp_path):
-    """SwAV's Sinkhorn marginals and DINO's center are batch statistics: over 2 ranks they equal the
-    single-process values at the global batch."""
+def test_sinkhorn_codes_the_dino_center_and_queues_use_every_ranks_samples(tmp_path):
+    """SwAV's Sinkhorn marginals and DINO's center are batch statistics, and a queue takes every
+    rank's rows: over 2 ranks each equals the single-process value at the global batch."""
     from selfsup.losses.clustering import sinkhorn
     from selfsup.losses.distillation import dino_center
+    from selfsup.methods.queue import FeatureQueue
 
     scores, logits, center = statistics_data()
     out = tmp_path / "rank0.pt"
@@ -106,3 +111,8 @@ def test_sinkhorn_codes_and_the_dino_center_use_every_ranks_samples(tmp_path):
     got = torch.load(out, weights_only=True)
     torch.testing.assert_close(got["codes"], sinkhorn(scores, epsilon=0.05, iterations=3), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(got["center"], dino_center(center, logits, momentum=0.9), rtol=1e-5, atol=1e-6)
+    queue = FeatureQueue(6, 5, filled=False)  # MoCo's keys, NNCLR's support set: the whole batch of every rank
+    queue.push(scores)
+    queue.push(scores * 2)
+    for key, value in queue.state_dict().items():
+        torch.testing.assert_close(got["queue"][key], value, rtol=0, atol=0, msg=key)

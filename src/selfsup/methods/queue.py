@@ -3,7 +3,8 @@
 The entries, the write pointer and the fill count are registered buffers, so the queue is part of
 the method's ``state_dict`` and of every checkpoint: a resumed run sees exactly the queue the
 uninterrupted run would have seen. Updates are tensor operations only (no ``.item()``), so pushing
-never waits on the device.
+never waits on the device. Data parallel: every rank pushes the rows of every rank (rank-major, the
+global batch order), so the ranks' queues stay identical to a single process's.
 """
 from __future__ import annotations
 
@@ -37,8 +38,11 @@ class FeatureQueue(nn.Module):
 
     @torch.no_grad()
     def push(self, x: torch.Tensor) -> None:
-        """Write the rows of x (n, D) at the pointer, wrapping around; only the newest Q are kept if n > Q."""
-        x = x.detach()[-self.size:]
+        """Write the rows of x (n, D) at the pointer, wrapping around; only the newest Q are kept if n > Q.
+        Under data parallelism the rows of every rank are written (each rank passes its own)."""
+        from ..distributed import gather
+
+        x = gather(x.detach())[-self.size:]
         n = x.shape[0]
         rows = (self.ptr + torch.arange(n, device=self.ptr.device)) % self.size  # (n,)
         self.entries[rows] = x.to(self.entries.dtype)
