@@ -52,6 +52,8 @@ def pretrain(config: C.RunConfig | dict | str | os.PathLike | None = None, *, da
                               "train__seed": seed, "train__device": device,
                               "out": None if out is None else str(out)}, overrides)
     run = train(cfg, resume=resume)
+    if not run.main:  # a data-parallel run's other ranks: rank 0 writes the results, evaluates and reports
+        return run
     _write_results(run.run_dir, run.results)
     if evaluate and cfg.data.test_split:
         run.results.update(_evaluate_datasets(run.encoder, run.train_set, cfg.data.name, cfg.data.test_split,

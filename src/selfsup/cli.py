@@ -176,6 +176,8 @@ def run(argv: list[str] | None = None) -> int:
         result = pretrain(args.config, data=args.data, method=args.method, backbone=args.backbone, steps=args.steps,
                           batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=args.device, out=args.out,
                           overrides=overrides, resume=args.resume, evaluate=not args.no_eval)
+        if not result.main:  # another rank of a torchrun launch: rank 0 says what was done
+            return 0
         print(f"run directory: {result.run_dir}")
         from .modalities import modality_of
 

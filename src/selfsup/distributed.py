@@ -64,3 +64,47 @@ def max_over_ranks(x: torch.Tensor) -> torch.Tensor:
     x = x.detach().clone()
     dist.all_reduce(x, op=dist.ReduceOp.MAX)
     return x
+
+
+def start(device: torch.device) -> tuple[torch.device, bool]:
+    """Join the process group that torchrun describes ($WORLD_SIZE > 1, $RANK, $LOCAL_RANK, the
+    rendezvous in $MASTER_ADDR/$MASTER_PORT): NCCL on CUDA, gloo on the CPU; each rank's device is
+    cuda:$LOCAL_RANK on GPUs. Returns (the device to use, whether this call started the group, so
+    that the caller ends it). Outside torchrun: (`device`, False)."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
+        return device, False
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return device, True
+
+
+class Ranks:
+    """The few decisions every rank must take alike (skip a step, stop, the budget's rate), each one
+    collective; on a single process every call is local and free."""
+
+    def __init__(self, device: torch.device):
+        self.rank, self.size = world()
+        self.main = self.rank == 0
+        self.device = device
+
+    def any(self, flag: bool) -> bool:
+        if self.size == 1:
+            return flag
+        t = torch.tensor(float(flag), device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item())
+
+    def max(self, value: float) -> float:
+        if self.size == 1:
+            return value
+        t = torch.tensor(value, dtype=torch.float64, device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return float(t.item())
+
+    def barrier(self) -> None:
+        if self.size > 1:
+            dist.barrier()

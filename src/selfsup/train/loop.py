@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from .. import auxiliaries
+from .. import auxiliaries, distributed
 from ..checkpoint import latest_checkpoint, load_checkpoint, load_state, remove_temporaries, save_checkpoint
 from ..config import RunConfig, budget_seconds, to_dict
 from ..encoder import Encoder, save_encoder
@@ -65,6 +65,7 @@ class RunResult:
     train_set: object = None
     device: torch.device | None = None
     dtype: torch.dtype | None = None
+    main: bool = True  # False on the ranks of a data-parallel run other than 0 (which writes the outputs)
 
 
 def _log(path: Path, record: dict) -> None:
@@ -140,13 +141,35 @@ def _train(config: RunConfig, resume: bool, stop_after: int | None, stop: StopSi
     cfg_t = config.train
     if cfg_t.threads:
         torch.set_num_threads(cfg_t.threads)
-    device = resolve_device(cfg_t.device)
+    device, started = distributed.start(resolve_device(cfg_t.device))  # a torchrun launch joins its process group
+    try:
+        return _train_ranks(config, resume, stop_after, stop, run_dir, ckpt_dir, latest, device)
+    finally:
+        if started:
+            distributed.dist.destroy_process_group()
+
+
+def _train_ranks(config: RunConfig, resume: bool, stop_after: int | None, stop: StopSignals, run_dir: Path,
+                 ckpt_dir: Path, latest, device: torch.device) -> RunResult:
+    cfg_t = config.train
+    ranks = distributed.Ranks(device)
+    if cfg_t.batch_size % ranks.size:
+        raise ConfigError(f"batch size {cfg_t.batch_size} does not split over {ranks.size} processes.",
+                          f"use a batch size divisible by {ranks.size} (it is the global batch, over all processes).")
     dtype = resolve_precision(cfg_t.precision, device)
     run = assemble(config, device)  # reads the data, checks the recipe against it, builds the parts
     train_set, plugin, method, views, optimizer = run.train_set, run.plugin, run.method, run.views, run.optimizer
     mean, std = run.mean, run.std
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
-    write_run_files(run)
+    if ranks.main:
+        write_run_files(run)
+    ranks.barrier()
+    forward = method
+    if ranks.size > 1:  # data parallel: gradients averaged over the ranks; BatchNorm over the global batch on GPUs
+        if device.type == "cuda":
+            method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)
+        forward = torch.nn.parallel.DistributedDataParallel(method, device_ids=[device.index] if device.type == "cuda"
+                                                            else None)
 
     stored = plugin.store(train_set.samples, device)  # the whole training set on the device, as the modality keeps it
     labels = train_set.labels.to(device) if train_set.labels is not None else None
@@ -171,7 +194,9 @@ def _train(config: RunConfig, resume: bool, stop_after: int | None, stop: StopSi
         monitor = OnlineKNN(train_set, stored, plugin, cfg_t.monitor_bank, cfg_t.monitor_queries, cfg_t.seed, device)
     encoder = Encoder(method.backbone, mean, std, plugin.name, getattr(train_set, "schema", None))
     metrics_path = run_dir / "metrics.jsonl"
-    if not resume and metrics_path.exists():
+    if not ranks.main:
+        monitor = None
+    elif not resume and metrics_path.exists():
         metrics_path.unlink()
     elif resume and metrics_path.exists():
         _truncate_metrics(metrics_path, start)  # steps after the checkpoint run again: log them once
@@ -181,6 +206,8 @@ def _train(config: RunConfig, resume: bool, stop_after: int | None, stop: StopSi
                  "config": to_dict(config), "format": "selfsup-checkpoint/1", "export": method.export_name()}
         if budget_steps is not None:
             state["budget_steps"] = budget_steps
+        if ranks.size > 1:
+            state["world_size"] = ranks.size
         if scaler is not None:
             state["scaler"] = scaler.state_dict()
         return state
@@ -192,7 +219,7 @@ def _train(config: RunConfig, resume: bool, stop_after: int | None, stop: StopSi
     total = cfg_t.steps  # with a budget not fixed yet: provisional, until BUDGET_TIMED steps are timed
     end = min(total, stop_after) if stop_after is not None else total
     bar = None
-    if cfg_t.progress and end > start:
+    if cfg_t.progress and end > start and ranks.main:
         from ..progress import Progress
 
         bar = Progress(end, "pretrain", unit="step", initial=start)
@@ -203,7 +230,7 @@ def _train(config: RunConfig, resume: bool, stop_after: int | None, stop: StopSi
     buffers = list(method.buffers())
     buffer_backup = [b.clone() for b in buffers]
     alarm = None
-    if cfg_t.collapse_check_every:
+    if cfg_t.collapse_check_every and ranks.main:
         alarm = CollapseAlarm(cfg_t.collapse_check_every, cfg_t.collapse_min_std, cfg_t.collapse_min_rank,
                               cfg_t.collapse_patience, print_fn=None if bar is None else bar.write)
     skips = 0  # non-finite steps in a row (train.on_nonfinite=skip)
@@ -217,14 +244,16 @@ def _train(config: RunConfig, resume: bool, stop_after: int | None, stop: StopSi
         if step >= end:
             break
         if budget is not None and budget_steps is None and step == BUDGET_SKIP + BUDGET_TIMED:
-            budget_steps = _budget_steps(budget, train_time, BUDGET_TIMED / max(timed_s, 1e-9), step, config)
+            timed_s = ranks.max(timed_s)  # the slowest rank's rate: every rank fixes the same step count
+            budget_steps = _budget_steps(budget, ranks.max(train_time), BUDGET_TIMED / max(timed_s, 1e-9), step, config)
             config = dataclasses.replace(config, train=dataclasses.replace(cfg_t, steps=budget_steps))
             cfg_t, total = config.train, budget_steps
             end = min(total, stop_after) if stop_after is not None else total
             stable_end = decay_start(total, config.optim.schedule, config.optim.decay_steps)
-            _rewrite_config(run_dir, config)
-            _log(metrics_path, {"step": step, "budget_s": budget, "budget_steps": total,
-                                "timed_steps_per_s": round(BUDGET_TIMED / max(timed_s, 1e-9), 4)})
+            if ranks.main:
+                _rewrite_config(run_dir, config)
+                _log(metrics_path, {"step": step, "budget_s": budget, "budget_steps": total,
+                                    "timed_steps_per_s": round(BUDGET_TIMED / max(timed_s, 1e-9), 4)})
             if bar is not None:
                 bar.total = end
             if step >= end:
@@ -234,7 +263,7 @@ def _train(config: RunConfig, resume: bool, stop_after: int | None, stop: StopSi
         o = config.optim
         lr = learning_rate(step, total, o.lr, o.warmup_steps, o.schedule, o.final_lr_ratio, o.cooldown_steps,
                            o.const_lr_ratio, o.decay_steps)
-        if step == stable_end:  # the weights before the final decay: what a next stage continues from
+        if step == stable_end and ranks.main:  # the weights before the final decay: what a next stage continues from
             try:
                 save_encoder(encoder, run_dir / "encoder-stable")
             except OSError as exc:
@@ -242,7 +271,10 @@ def _train(config: RunConfig, resume: bool, stop_after: int | None, stop: StopSi
         for group in optimizer.param_groups:
             group["lr"] = lr
         index = order(step)
-        seed = step_seed(cfg_t.seed, step)
+        if ranks.size > 1:  # this rank's share of the global batch
+            share = cfg_t.batch_size // ranks.size
+            index = index[ranks.rank * share:(ranks.rank + 1) * share]
+        seed = step_seed(cfg_t.seed, step) + ranks.rank  # each rank draws its own views
         torch.manual_seed(seed)
         generator.manual_seed(seed)
         samples = plugin.gather(stored, index)
@@ -256,9 +288,11 @@ def _train(config: RunConfig, resume: bool, stop_after: int | None, stop: StopSi
             torch._foreach_copy_(buffer_backup, buffers)
         with autocast(device, dtype):
             auxiliaries.before(method, batch)
-            out = auxiliaries.add_losses(method, batch, method(batch))
+            out = auxiliaries.add_losses(method, batch, forward(batch))
         loss = out["loss"]
         fault = None if torch.isfinite(loss.detach()).item() else f"the loss became {float(loss.detach())}"
+        if ranks.any(fault is not None) and fault is None:  # another rank's loss: every rank skips alike
+            fault = "the loss became non-finite on another process"
         if fault is None:
             optimizer.zero_grad(set_to_none=True)
             if scaler is not None:
@@ -278,7 +312,8 @@ def _train(config: RunConfig, resume: bool, stop_after: int | None, stop: StopSi
                 torch._foreach_copy_(buffers, buffer_backup)
             skips += 1
             if cfg_t.on_nonfinite == "stop" or skips > cfg_t.max_skips:
-                path = save_checkpoint(ckpt_dir, step, state_at(step), cfg_t.keep_checkpoints)
+                path = (save_checkpoint(ckpt_dir, step, state_at(step), cfg_t.keep_checkpoints) if ranks.main
+                        else ckpt_dir / f"step-{step:08d}.pt")
                 streak = (f" after {skips - 1} skipped step(s) in a row (train.max_skips={cfg_t.max_skips}); the weights of "
                           f"the last good step ({step + 1 - skips})" if skips > 1 else "; the weights of the last good step")
                 raise NonFiniteLossError(f"{fault} at step {step + 1}{streak} are saved in '{path}'.",
@@ -303,8 +338,8 @@ def _train(config: RunConfig, resume: bool, stop_after: int | None, stop: StopSi
         train_time += dt
         if BUDGET_SKIP <= step < BUDGET_SKIP + BUDGET_TIMED:
             timed_s += dt
-        train_images += len(index)
-        window_n += len(index)
+        train_images += len(index) * ranks.size  # the global batch: every rank trains as fast
+        window_n += len(index) * ranks.size
         done = step + 1
         if done % cfg_t.log_every == 0 or done == end:
             now = time.perf_counter()
@@ -323,7 +358,7 @@ def _train(config: RunConfig, resume: bool, stop_after: int | None, stop: StopSi
             record["knn_acc"] = monitor(encoder, dtype)
             window_t += time.perf_counter() - t_mon
         shown = {}
-        if record is not None:
+        if record is not None and ranks.main:
             _log(metrics_path, record)
             # a record without the loss (a collapse check, a skipped step) keeps the last one shown
             shown = {name: f"{record[key]:{spec}}" for name, key, spec in
@@ -331,10 +366,12 @@ def _train(config: RunConfig, resume: bool, stop_after: int | None, stop: StopSi
                      if key in record}
         if bar is not None:
             bar.update(1, **shown)
-        stopping = stop.signum is not None  # a SIGINT/SIGTERM arrived: save now, then stop
+        stopping = ranks.any(stop.signum is not None)  # a SIGINT/SIGTERM arrived (on any rank): save now, then stop
         if done % cfg_t.checkpoint_every == 0 or done == end or stopping:
             t_ck = time.perf_counter()
-            saved = save_checkpoint(ckpt_dir, done, state_at(done), cfg_t.keep_checkpoints)
+            saved = (save_checkpoint(ckpt_dir, done, state_at(done), cfg_t.keep_checkpoints) if ranks.main
+                     else ckpt_dir / f"step-{done:08d}.pt")
+            ranks.barrier()  # a resume after this point finds the checkpoint on every rank
             window_t += time.perf_counter() - t_ck
         if stopping:
             if bar is not None:
@@ -350,7 +387,9 @@ def _train(config: RunConfig, resume: bool, stop_after: int | None, stop: StopSi
 
     images_per_s = train_images / train_time if train_time else float("nan")
     if step < total:  # interrupted on purpose (stop_after)
-        return RunResult(run_dir, step, images_per_s, encoder, {}, train_set, device, dtype)
+        return RunResult(run_dir, step, images_per_s, encoder, {}, train_set, device, dtype, ranks.main)
+    if not ranks.main:  # rank 0 exports, evaluates and reports
+        return RunResult(run_dir, total, images_per_s, encoder, {}, train_set, device, dtype, False)
 
     # the weights the method exports (its backbone; TS2Vec: the average of its iterates)
     encoder = Encoder(getattr(method, method.export_name()), mean, std, plugin.name, getattr(train_set, "schema", None))
