@@ -61,3 +61,40 @@ def test_a_killed_rank_then_resume_gives_the_uninterrupted_weights(fmnist_npz, t
     a, b = weights(full), weights(split)
     for key in a:
         assert torch.equal(a[key], b[key]), key
+
+
+def test_two_nodes_on_one_machine_meet_at_a_rendezvous(fmnist_npz, tmp_path):
+    """Two torchrun launches with --nnodes 2 (one process each) and a c10d rendezvous on 127.0.0.1."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "run"
+    nodes = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1",
+                               f"--node_rank={rank}", "--rdzv_backend=c10d", f"--rdzv_endpoint=127.0.0.1:{port}",
+                               "--rdzv_id=selfsup-test", "-m", "selfsup.cli", "pretrain", "--data", str(fmnist_npz),
+                               "--method", "simclr", "--steps", "4", "--batch-size", "64", "--out", str(out),
+                               "--no-eval", "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env=env) for rank in (0, 1)]
+    results = [node.communicate(timeout=300) for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], [err[-2000:] for _, err in results]
+    assert sum(stdout.count("run directory:") for stdout, _ in results) == 1
+    assert weights(out)
+
+
+def test_resume_with_another_number_of_processes_reshards(fmnist_npz, tmp_path):
+    """A 2-process run resumed by 1 process continues (the global batch of 64 and its order are the
+    same; one process now takes all of it) and says so."""
+    out = tmp_path / "run"
+    first = torchrun(fmnist_npz, out, 10, "--set", "train.checkpoint_every=5")
+    first.wait(timeout=300)
+    assert first.returncode == 0
+    more = subprocess.run([sys.executable, "-m", "selfsup.cli", "pretrain", "--data", str(fmnist_npz), "--method",
+                           "simclr", "--steps", "14", "--batch-size", "64", "--out", str(out), "--no-eval",
+                           "--no-progress", "--set", "train.checkpoint_every=5", "--set", "train.log_every=1",
+                           "--resume"], capture_output=True, text=True, timeout=300)
+    assert more.returncode == 0, more.stderr
+    assert "written by 2 process(es), this run has 1" in more.stderr
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 14

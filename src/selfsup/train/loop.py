@@ -185,6 +185,11 @@ def _train_ranks(config: RunConfig, resume: bool, stop_after: int | None, stop: 
             scaler.load_state_dict(state["scaler"])
         start = int(state["step"])
         budget_steps = state.get("budget_steps")  # a time budget's step count, fixed before this checkpoint
+        saved_size = int(state.get("world_size", 1))
+        if saved_size != ranks.size and ranks.main:  # the global batch and its order do not depend on it
+            print(f"note: the checkpoint was written by {saved_size} process(es), this run has {ranks.size}: each "
+                  f"takes {cfg_t.batch_size // ranks.size} of the global batch of {cfg_t.batch_size} (the same images "
+                  "per step; the views and per-process BatchNorm statistics are drawn anew)", file=sys.stderr)
         print(f"resumed from {latest} at step {start}", file=sys.stderr)
 
     order = EpochOrder(len(train_set), cfg_t.batch_size, cfg_t.seed, device)
