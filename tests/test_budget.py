@@ -64,3 +64,15 @@ def test_a_budget_run_records_its_steps_and_resumes_exactly(fmnist_npz, tmp_path
     b = load_file(str(plain / "encoder" / "encoder.safetensors"))
     for key in a:
         assert torch.equal(a[key], b[key]), key
+
+
+def test_a_budget_run_stopped_before_its_steps_were_fixed_times_them_again(fmnist_npz, tmp_path):
+    """Stopped at step 5 (before the count was fixed), --resume times 10 steps after 3 again from
+    there (not from step 0, where nothing would be timed) and fixes a count the budget can buy."""
+    out = tmp_path / "run"
+    assert train(config(out, fmnist_npz, budget="4s"), stop_after=5).steps == 5
+    result = train(config(out, fmnist_npz, budget="4s"), resume=True)
+    record = next(json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()
+                  if "budget_steps" in line)
+    assert record["step"] == 5 + BUDGET_SKIP + BUDGET_TIMED
+    assert record["budget_steps"] == result.steps < 5 + 4 * 1000  # at most ~1,000 such steps a second

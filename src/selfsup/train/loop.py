@@ -243,12 +243,13 @@ def _train_ranks(config: RunConfig, resume: bool, stop_after: int | None, stop: 
     method.train()
     step = start
     stable_end = decay_start(total, config.optim.schedule, config.optim.decay_steps)  # wsd, infinite; else None
-    timed_s = 0.0  # the budget's timed steps
+    timed_s = 0.0  # the budget's timed steps: BUDGET_TIMED after BUDGET_SKIP from where this process started
+    fix_at = start + BUDGET_SKIP + BUDGET_TIMED  # (a run resumed before its steps were fixed times them anew)
     stop.install()
     for step in itertools.count(start):
         if step >= end:
             break
-        if budget is not None and budget_steps is None and step == BUDGET_SKIP + BUDGET_TIMED:
+        if budget is not None and budget_steps is None and step == fix_at:
             timed_s = ranks.max(timed_s)  # the slowest rank's rate: every rank fixes the same step count
             budget_steps = _budget_steps(budget, ranks.max(train_time), BUDGET_TIMED / max(timed_s, 1e-9), step, config)
             config = dataclasses.replace(config, train=dataclasses.replace(cfg_t, steps=budget_steps))
@@ -341,7 +342,7 @@ def _train_ranks(config: RunConfig, resume: bool, stop_after: int | None, stop: 
                 collapse = alarm(step + 1, out)
         dt = time.perf_counter() - t0
         train_time += dt
-        if BUDGET_SKIP <= step < BUDGET_SKIP + BUDGET_TIMED:
+        if start + BUDGET_SKIP <= step < fix_at:
             timed_s += dt
         train_images += len(index) * ranks.size  # the global batch: every rank trains as fast
         window_n += len(index) * ranks.size
