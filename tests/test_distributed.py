@@ -9,7 +9,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from selfsup.distributed import gather, world
+from selfsup.distributed import end, gather, world
 from selfsup.losses.contrastive import nt_xent
 from selfsup.losses.redundancy import barlow_twins, vicreg
 
@@ -45,7 +45,7 @@ def _worker(rank: int, size: int, store: str, out: str, name: str) -> None:
         if rank == 0:
             torch.save({"losses": torch.stack(losses), "grads": [p.grad for p in net.module.parameters()]}, out)
     finally:
-        dist.destroy_process_group()
+        end()
 
 
 @pytest.mark.parametrize("name", list(LOSSES))
@@ -88,7 +88,7 @@ def _statistics_worker(rank: int, size: int, store: str, out: str) -> None:
         if rank == 0:
             torch.save({"codes": torch.cat(parts), "center": new_center, "queue": queue.state_dict()}, out)
     finally:
-        dist.destroy_process_group()
+        end()
 
 
 def statistics_data():
@@ -116,3 +116,70 @@ def test_sinkhorn_codes_the_dino_center_and_queues_use_every_ranks_samples(tmp_p
     queue.push(scores * 2)
     for key, value in queue.state_dict().items():
         torch.testing.assert_close(got["queue"][key], value, rtol=0, atol=0, msg=key)
+
+
+METHODS = ["simclr", "barlow_twins", "vicreg", "byol", "simsiam", "moco_v3", "dino", "swav"]
+
+
+def method_and_views(name):
+    """A method on convnet6 (BatchNorm in the backbone and the heads) and fixed views of N images."""
+    from selfsup import registry
+    from selfsup.backbones.base import build_backbone
+    from selfsup.distributed import global_batchnorm
+
+    torch.manual_seed(3)
+    method = global_batchnorm(registry.get("method", name)(build_backbone("convnet6", in_channels=1, image_size=16)))
+    g = torch.Generator().manual_seed(4)
+    views = [torch.randn(N, 1, 16, 16, generator=g) for _ in range(2)]
+    return method, views
+
+
+def method_loss(method, views, rows):
+    from selfsup.methods.base import Batch
+
+    vs = [v[rows] for v in views]
+    index = torch.arange(N)[rows]
+    return method(Batch(vs, {}, vs[0], None, index, 0.5, 2, 0))["loss"]
+
+
+def _method_worker(rank: int, size: int, store: str, out: str, name: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=size)
+    try:
+        method, views = method_and_views(name)
+        net = torch.nn.parallel.DistributedDataParallel(method)
+        rows = slice(rank * N // size, (rank + 1) * N // size)
+        from selfsup.methods.base import Batch
+
+        vs = [v[rows] for v in views]
+        loss = net(Batch(vs, {}, vs[0], None, torch.arange(N)[rows], 0.5, 2, 0))["loss"]
+        loss.backward()
+        losses = [torch.zeros(()) for _ in range(size)]
+        dist.all_gather(losses, loss.detach())
+        if rank == 0:
+            torch.save({"losses": torch.stack(losses), "grads": {k: p.grad for k, p in method.named_parameters()
+                                                               if p.grad is not None},
+                        "buffers": dict(method.named_buffers())}, out)
+    finally:
+        end()
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_a_method_on_two_ranks_matches_one_process_with_global_batchnorm(name, tmp_path):
+    """Whole methods, BatchNorm included (GlobalBatchNorm: statistics over both ranks): loss, every
+    parameter's gradient and the BatchNorm running statistics after one step equal one process at
+    the global batch."""
+    method, views = method_and_views(name)
+    loss = method_loss(method, views, slice(0, N))
+    loss.backward()
+    out = tmp_path / "rank0.pt"
+    mp.spawn(_method_worker, args=(2, str(tmp_path / "store"), str(out), name), nprocs=2, join=True)
+    got = torch.load(out, weights_only=True)
+    assert got["losses"].mean() == pytest.approx(loss.item(), rel=1e-5)
+    grads = {k: p.grad for k, p in method.named_parameters() if p.grad is not None}
+    assert grads.keys() == got["grads"].keys()
+    scale = max(g.abs().max().item() for g in grads.values())  # float error is relative to the largest gradient
+    for key in grads:
+        torch.testing.assert_close(got["grads"][key], grads[key], rtol=1e-4, atol=1e-4 * scale, msg=key)
+    for key, value in method.named_buffers():
+        torch.testing.assert_close(got["buffers"][key], value, rtol=1e-4, atol=1e-5, msg=key)

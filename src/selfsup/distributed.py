@@ -23,18 +23,42 @@ def world() -> tuple[int, int]:
     return 0, 1
 
 
+_GROUP: list = []  # (the process group object, its WORLD) once made
+
+
+def _group():
+    """A process group of all ranks for these helpers alone: DDP all-reduces gradient buckets on the
+    default group while the backward of a gather or of GlobalBatchNorm runs, and collectives of two
+    sources interleaved on one group may pair up differently on different ranks."""
+    world_group = dist.group.WORLD
+    if not _GROUP or _GROUP[0][1] is not world_group:
+        _GROUP[:] = [(dist.new_group(backend=dist.get_backend()), world_group)]
+    return _GROUP[0][0]
+
+
+def end() -> None:
+    """Leave the process group (and drop the helpers' own group first, so that no gloo thread
+    outlives it at exit)."""
+    if _GROUP:
+        group = _GROUP.pop()[0]
+        if dist.is_initialized():
+            dist.destroy_process_group(group)
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
 class _Gather(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
         parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
-        dist.all_gather(parts, x.contiguous())
+        dist.all_gather(parts, x.contiguous(), group=_group())
         ctx.rows, ctx.rank = x.shape[0], dist.get_rank()
         return torch.cat(parts)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         grad = grad.contiguous()
-        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM, group=_group())
         return grad[ctx.rank * ctx.rows:(ctx.rank + 1) * ctx.rows]
 
 
@@ -53,7 +77,7 @@ def sum_over_ranks(x: torch.Tensor) -> torch.Tensor:
     if world()[1] == 1:
         return x
     x = x.detach().clone()
-    dist.all_reduce(x, op=dist.ReduceOp.SUM)
+    dist.all_reduce(x, op=dist.ReduceOp.SUM, group=_group())
     return x
 
 
@@ -62,7 +86,7 @@ def max_over_ranks(x: torch.Tensor) -> torch.Tensor:
     if world()[1] == 1:
         return x
     x = x.detach().clone()
-    dist.all_reduce(x, op=dist.ReduceOp.MAX)
+    dist.all_reduce(x, op=dist.ReduceOp.MAX, group=_group())
     return x
 
 
@@ -108,3 +132,60 @@ class Ranks:
     def barrier(self) -> None:
         if self.size > 1:
             dist.barrier()
+
+
+class GlobalBatchNorm(torch.nn.modules.batchnorm._BatchNorm):
+    """BatchNorm whose training statistics are over the samples of every rank, on any device (torch's
+    SyncBatchNorm runs on GPUs only): per channel, the sums and sums of squares are all-reduced with
+    ``torch.distributed.nn.functional.all_reduce`` (gradients flow back through it), then the input
+    is normalized with the global mean and biased variance, and the running statistics are updated
+    with the unbiased one, as BatchNorm does on one process. Outside a process group, in eval mode,
+    or without batch statistics it is plain BatchNorm."""
+
+    def _check_input_dim(self, input: torch.Tensor) -> None:
+        if input.dim() < 2:
+            raise ValueError(f"expected at least 2-D input, got {input.dim()}-D")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and world()[1] > 1):
+            return super().forward(x)
+        from torch.distributed.nn.functional import all_reduce
+
+        dtype, x = x.dtype, x.float()  # statistics in fp32, also under autocast
+        dims = [d for d in range(x.dim()) if d != 1]
+        count = torch.tensor([x.numel() / x.shape[1]], dtype=x.dtype, device=x.device)
+        stats = all_reduce(torch.cat([x.sum(dims), (x * x).sum(dims), count]), group=_group())  # (2C + 1,)
+        channels, total = x.shape[1], stats[-1]
+        mean = stats[:channels] / total
+        var = (stats[channels:2 * channels] / total - mean * mean).clamp_min(0.0)  # biased, as BatchNorm normalizes
+        shape = [1, channels] + [1] * (x.dim() - 2)
+        y = (x - mean.view(shape)) / torch.sqrt(var.view(shape) + self.eps)
+        if self.affine:
+            y = y * self.weight.view(shape) + self.bias.view(shape)
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+                self.running_mean.lerp_(mean.detach(), m)
+                self.running_var.lerp_(var.detach() * total / (total - 1).clamp_min(1.0), m)
+        return y.to(dtype)
+
+
+def global_batchnorm(module: torch.nn.Module) -> torch.nn.Module:
+    """`module` with every BatchNorm1d/2d/3d replaced by a GlobalBatchNorm sharing its parameters and
+    statistics (the optimizer's parameters stay the same objects)."""
+    if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and not isinstance(module, GlobalBatchNorm):
+        new = GlobalBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
+                              module.track_running_stats)
+        if module.affine:
+            new.weight, new.bias = module.weight, module.bias
+        if module.track_running_stats:
+            new.running_mean, new.running_var = module.running_mean, module.running_var
+            new.num_batches_tracked = module.num_batches_tracked
+        new.train(module.training)
+        return new
+    for name, child in module.named_children():
+        converted = global_batchnorm(child)
+        if converted is not child:
+            setattr(module, name, converted)
+    return module

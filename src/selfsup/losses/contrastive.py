@@ -69,10 +69,14 @@ def info_nce(query: torch.Tensor, key: torch.Tensor, temperature: float = 0.2,
     negatives (Q, D): they are the only negatives (logits (B, 1 + Q): the positive first, then the
     queue), as in MoCo v1/v2, whose other in-batch keys are not negatives.
     """
+    from ..distributed import gather, world
+
     q, k = F.normalize(query, dim=1), F.normalize(key, dim=1)  # (B, D) each
     if negatives is None:
-        logits = q @ k.T / temperature  # (B, B); the positive is on the diagonal
-        target = torch.arange(q.shape[0], device=q.device)
+        # data parallel: the keys of every rank are the negatives (MoCo v3's code gathers them too)
+        rank, _ = world()
+        logits = q @ gather(k).T / temperature  # (B, N B); the positive is this rank's diagonal block
+        target = torch.arange(q.shape[0], device=q.device) + rank * q.shape[0]
     else:
         positive = (q * k).sum(1, keepdim=True)  # (B, 1)
         negative = q @ F.normalize(negatives, dim=1).T  # (B, Q)

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..distributed import gather, world
 from ..errors import ConfigError
 from ..heads import mlp
 from ..losses.clustering import sinkhorn, swav_loss
@@ -87,12 +88,13 @@ class SwAV(Method):
                 codes = []
                 for i in range(n_global):
                     s = scores[i].detach()  # (B, K)
-                    if use_queue:
+                    if use_queue and world()[0] == 0:  # data parallel: the (shared) queue counts once
                         s = torch.cat([self.queue[i] @ w.detach().T, s])  # (Q + B, K)
                     codes.append(sinkhorn(s, self.epsilon, self.sinkhorn_iterations)[-B:])  # (B, K)
                 if self.training and self.queue.shape[1] > 0:
                     Q = self.queue.shape[1]
-                    z_global = z[:n_global * B].detach().view(n_global, B, -1)  # (2, B, out_dim)
+                    z_global = gather(z[:n_global * B].detach().view(n_global, B, -1).transpose(0, 1))
+                    z_global = z_global.transpose(0, 1)  # (2, N B, out_dim): every rank's, in the global order
                     self.queue.copy_(torch.cat([z_global, self.queue], dim=1)[:, :Q])  # newest first
         loss = swav_loss(scores, torch.stack(codes), self.temperature)
         return {"loss": loss, "queue_in_use": torch.tensor(float(use_queue)), "features": feats[0],

@@ -146,7 +146,7 @@ def _train(config: RunConfig, resume: bool, stop_after: int | None, stop: StopSi
         return _train_ranks(config, resume, stop_after, stop, run_dir, ckpt_dir, latest, device)
     finally:
         if started:
-            distributed.dist.destroy_process_group()
+            distributed.end()
 
 
 def _train_ranks(config: RunConfig, resume: bool, stop_after: int | None, stop: StopSignals, run_dir: Path,
@@ -165,9 +165,11 @@ def _train_ranks(config: RunConfig, resume: bool, stop_after: int | None, stop: 
         write_run_files(run)
     ranks.barrier()
     forward = method
-    if ranks.size > 1:  # data parallel: gradients averaged over the ranks; BatchNorm over the global batch on GPUs
+    if ranks.size > 1:  # data parallel: gradients averaged over the ranks; BatchNorm over the global batch
         if device.type == "cuda":
             method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)
+        else:
+            method = distributed.global_batchnorm(method)
         forward = torch.nn.parallel.DistributedDataParallel(method, device_ids=[device.index] if device.type == "cuda"
                                                             else None)
 
