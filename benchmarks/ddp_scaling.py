@@ -31,7 +31,7 @@ def one(procs: int, threads: int, steps: int, out: Path) -> float:
     args = ["-m", "selfsup.cli", "pretrain", "--data", "fashion-mnist", "--method", "simclr", "--backbone", "convnet6",
             "--steps", str(steps), "--batch-size", "256", "--out", str(out), "--no-eval", "--no-progress",
             "--set", f"train.threads={threads}", "--set", f"train.checkpoint_every={steps}"]
-    cmd = [sys.executable] + (["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}"] + args[1:]
+    cmd = [sys.executable] + (["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}"] + args
                               if procs > 1 else args)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
