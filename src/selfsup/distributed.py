@@ -12,6 +12,8 @@ gradient of the single-process loss.
 """
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.distributed as dist
 
@@ -154,7 +156,9 @@ class GlobalBatchNorm(torch.nn.modules.batchnorm._BatchNorm):
         dtype, x = x.dtype, x.float()  # statistics in fp32, also under autocast
         dims = [d for d in range(x.dim()) if d != 1]
         count = torch.tensor([x.numel() / x.shape[1]], dtype=x.dtype, device=x.device)
-        stats = all_reduce(torch.cat([x.sum(dims), (x * x).sum(dims), count]), group=_group())  # (2C + 1,)
+        with warnings.catch_warnings():  # torch marks this autograd-aware all-reduce deprecated for a private one
+            warnings.simplefilter("ignore", FutureWarning)
+            stats = all_reduce(torch.cat([x.sum(dims), (x * x).sum(dims), count]), group=_group())  # (2C + 1,)
         channels, total = x.shape[1], stats[-1]
         mean = stats[:channels] / total
         var = (stats[channels:2 * channels] / total - mean * mean).clamp_min(0.0)  # biased, as BatchNorm normalizes
