@@ -200,6 +200,10 @@ def _train_ranks(config: RunConfig, resume: bool, stop_after: int | None, stop: 
     if cfg_t.monitor_every and train_set.labels is not None and len(train_set) > 20:
         monitor = OnlineKNN(train_set, stored, plugin, cfg_t.monitor_bank, cfg_t.monitor_queries, cfg_t.seed, device)
     encoder = Encoder(method.backbone, mean, std, plugin.name, getattr(train_set, "schema", None))
+
+    def exported() -> Encoder:
+        """The weights the method exports (its backbone; TS2Vec: the average of its iterates)."""
+        return Encoder(getattr(method, method.export_name()), mean, std, plugin.name, getattr(train_set, "schema", None))
     metrics_path = run_dir / "metrics.jsonl"
     if not ranks.main:
         monitor = None
@@ -272,8 +276,8 @@ def _train_ranks(config: RunConfig, resume: bool, stop_after: int | None, stop: 
         lr = learning_rate(step, total, o.lr, o.warmup_steps, o.schedule, o.final_lr_ratio, o.cooldown_steps,
                            o.const_lr_ratio, o.decay_steps)
         if step == stable_end and ranks.main:  # the weights before the final decay: what a next stage continues from
-            try:
-                save_encoder(encoder, run_dir / "encoder-stable")
+            try:  # the module the method exports (TS2Vec: the average of its iterates), as at the end
+                save_encoder(exported(), run_dir / "encoder-stable")
             except OSError as exc:
                 raise disk_error(exc, run_dir / "encoder-stable", "the encoder", latest_checkpoint(ckpt_dir)) from exc
         for group in optimizer.param_groups:
@@ -399,9 +403,7 @@ def _train_ranks(config: RunConfig, resume: bool, stop_after: int | None, stop: 
     if not ranks.main:  # rank 0 exports, evaluates and reports
         return RunResult(run_dir, total, images_per_s, encoder, {}, train_set, device, dtype, False)
 
-    # the weights the method exports (its backbone; TS2Vec: the average of its iterates)
-    encoder = Encoder(getattr(method, method.export_name()), mean, std, plugin.name, getattr(train_set, "schema", None))
-    encoder.eval()
+    encoder = exported().eval()
     try:
         save_encoder(encoder, run_dir / "encoder")
     except OSError as exc:
