@@ -290,8 +290,9 @@ def _check_schedule(config: RunConfig) -> None:
                           f"(final_lr_ratio={o.final_lr_ratio}, const_lr_ratio={o.const_lr_ratio}).",
                           "set e.g. --set optim.final_lr_ratio=0.1 (Singh et al. use 0.1 with const_lr_ratio 0.25).")
     if o.schedule in ("wsd", "infinite") and config.train.budget is None:  # a budget's steps are fixed later
-        decay = o.decay_steps if o.decay_steps is not None else max(1, round(0.2 * steps))
-        before = o.warmup_steps + (o.cooldown_steps if o.schedule == "infinite" else 0)
+        from .schedules import phases
+
+        before, decay = phases(o.schedule, steps, o.warmup_steps, o.cooldown_steps, o.decay_steps)
         if before + decay > steps:
             raise ConfigError(f"optim.schedule={o.schedule}: warmup {o.warmup_steps}"
                               + (f" + cooldown {o.cooldown_steps}" if o.schedule == "infinite" else "")

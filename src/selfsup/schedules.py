@@ -20,13 +20,19 @@ def linear_warmup(progress: float, start: float, end: float, fraction: float) ->
 SCHEDULES = ("cosine", "constant", "wsd", "infinite")
 
 
+def phases(schedule: str, total: int, warmup: int, cooldown: int, decay_steps: int | None) -> tuple[int, int]:
+    """(steps before the final decay's phases, the final decay's steps) of a wsd or infinite run of
+    `total` steps: warmup (+ cooldown for infinite), and the last `decay_steps` steps, by default the
+    last 20% (both papers below anneal over the last 20%), at least 1."""
+    before = warmup + (cooldown if schedule == "infinite" else 0)
+    return before, (max(1, round(0.2 * total)) if decay_steps is None else decay_steps)
+
+
 def decay_start(total: int, schedule: str, decay_steps: int | None) -> int | None:
-    """The first step of a wsd or infinite run's final decay (None for the others): the last
-    `decay_steps` steps, by default the last 20% (both papers below anneal over the last 20%)."""
+    """The first step of a wsd or infinite run's final decay (None for the others)."""
     if schedule not in ("wsd", "infinite"):
         return None
-    span = max(1, round(0.2 * total)) if decay_steps is None else decay_steps
-    return max(0, total - span)
+    return max(0, total - phases(schedule, total, 0, 0, decay_steps)[1])
 
 
 def learning_rate(step: int, total: int, peak: float, warmup: int = 0, schedule: str = "cosine",

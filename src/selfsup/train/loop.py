@@ -28,7 +28,7 @@ from ..encoder import Encoder, save_encoder
 from ..errors import ConfigError, NonFiniteLossError, disk_error
 from ..files import atomic_write
 from ..methods.base import Batch, TrainData
-from ..schedules import decay_start, learning_rate
+from ..schedules import decay_start, learning_rate, phases
 from .assemble import assemble, check_resume_config, write_run_files
 from .hardware import autocast, flush_denormal, resolve_device, resolve_precision
 from .monitor import CollapseAlarm, OnlineKNN
@@ -115,9 +115,8 @@ def _budget_steps(budget: float, spent: float, steps_per_s: float, done: int, co
     buys at the timed rate; at least enough for the learning-rate phases to fit."""
     o = config.optim
     least = done + 1
-    if o.schedule in ("wsd", "infinite"):
-        least = max(least, o.warmup_steps + (o.cooldown_steps if o.schedule == "infinite" else 0)
-                    + (o.decay_steps or 1) + 1)
+    if o.schedule in ("wsd", "infinite"):  # the phases fit (a default decay of 20% has at least 1 step)
+        least = max(least, sum(phases(o.schedule, 0, o.warmup_steps, o.cooldown_steps, o.decay_steps)) + 1)
     return max(least, done + int(max(0.0, budget - spent) * steps_per_s))
 
 
