@@ -472,8 +472,8 @@ def assert_wellformed_series(ds) -> None:
         note.encode()
 
 
-def series_or_data_error(load):
-    """The dataset `load` gives (well-formed), or None for a one-line DataError."""
+def dataset_or_data_error(load, check):
+    """The dataset `load` gives, passed through `check` (well-formed), or None for a one-line DataError."""
     try:
         ds = load()
     except DataError as e:
@@ -481,8 +481,13 @@ def series_or_data_error(load):
         text.encode("utf-8", "backslashreplace")
         assert "\n" not in text and " Fix: " in text, text
         return None
-    assert_wellformed_series(ds)
+    check(ds)
     return ds
+
+
+def series_or_data_error(load):
+    """The dataset `load` gives (well-formed), or None for a one-line DataError."""
+    return dataset_or_data_error(load, assert_wellformed_series)
 
 
 def _series_reread(path, ds) -> None:
@@ -768,15 +773,7 @@ def graphs_or_data_error(load, path=None):
 
     if path is not None:
         assert isinstance(is_graph_file(str(path)), bool)
-    try:
-        ds = load()
-    except DataError as e:
-        text = str(e)
-        text.encode("utf-8", "backslashreplace")
-        assert "\n" not in text and " Fix: " in text, text
-        return None
-    assert_wellformed_graphs(ds)
-    return ds
+    return dataset_or_data_error(load, assert_wellformed_graphs)
 
 
 @FUZZ
