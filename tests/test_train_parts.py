@@ -84,3 +84,36 @@ def test_truncated_and_malicious_checkpoints_are_refused(tmp_path):
     with pytest.raises(CheckpointError, match="cannot be loaded safely"):
         load_checkpoint(evil)
     assert not canary.exists()
+
+
+@pytest.mark.parametrize("env, expected", [
+    ({}, True),
+    ({"ONEDNN_MAX_CPU_ISA": "AVX2"}, False),
+    ({"ONEDNN_MAX_CPU_ISA": "avx512_core_bf16"}, True),
+    ({"ONEDNN_MAX_CPU_ISA": "AVX512_CORE"}, False),
+])
+def test_bf16_is_not_chosen_when_the_instruction_set_is_capped_below_it(monkeypatch, tmp_path, env, expected):
+    """precision=auto picks bf16 only where it is native: a CPU flag (amx_bf16 / avx512_bf16) and no
+    ISA cap below it (capped, oneDNN emulates bf16 ~10x slower than fp32)."""
+    from selfsup.train import hardware
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("flags\t\t: fpu sse avx2 avx512f avx512_bf16\n")
+    real_open = open
+    monkeypatch.setattr("builtins.open", lambda path, *a, **k: real_open(cpuinfo if path == "/proc/cpuinfo" else path, *a, **k))
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    hardware.cpu_has_fast_bf16.cache_clear()
+    try:
+        assert hardware.cpu_has_fast_bf16() is expected
+        assert (hardware.resolve_precision("auto", torch.device("cpu")) == torch.bfloat16) is expected
+        monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")  # ATEN_CPU_CAPABILITY=avx2
+        hardware.cpu_has_fast_bf16.cache_clear()
+        assert hardware.cpu_has_fast_bf16() is False
+        cpuinfo.write_text("flags\t\t: fpu sse avx2\n")
+        monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+        hardware.cpu_has_fast_bf16.cache_clear()
+        assert hardware.cpu_has_fast_bf16() is False
+    finally:
+        hardware.cpu_has_fast_bf16.cache_clear()

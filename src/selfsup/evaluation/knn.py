@@ -6,21 +6,10 @@ their class with weight exp(similarity / T), the class with the largest total wi
 """
 from __future__ import annotations
 
-import functools
-
 import torch
 import torch.nn.functional as F
 
-
-@functools.lru_cache(maxsize=1)
-def _cpu_has_fast_bf16() -> bool:
-    # bf16 matmuls are ~4x faster than fp32 with AMX / AVX512-BF16, but emulated (slow) without.
-    try:
-        with open("/proc/cpuinfo") as handle:
-            flags = handle.read()
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
+from ..train.hardware import cpu_has_fast_bf16
 
 
 def _top_neighbours(test: torch.Tensor, train_t: torch.Tensor, train: torch.Tensor, k: int,
@@ -59,7 +48,7 @@ def knn_predict(train_features: torch.Tensor, train_labels: torch.Tensor, test_f
     train = F.normalize(train_features.float(), dim=1)
     test = F.normalize(test_features.float(), dim=1)
     coarse = None
-    if fast and train.device.type == "cpu" and _cpu_has_fast_bf16() and len(train) > 2 * k + 10:
+    if fast and train.device.type == "cpu" and cpu_has_fast_bf16() and len(train) > 2 * k + 10:
         coarse = torch.bfloat16
     train_t = train.T.to(coarse).contiguous() if coarse is not None else train.T.contiguous()  # (D, N)
     train_y = train_y.to(train.device)
