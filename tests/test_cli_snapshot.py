@@ -18,7 +18,7 @@ import pytest
 from selfsup.cli import _parser
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "cli_flags.txt"
-SUBCOMMANDS = ("pretrain", "evaluate", "embed", "protocols", "methods", "datasets", "report")
+SUBCOMMANDS = ("pretrain", "evaluate", "embed", "shard", "protocols", "methods", "datasets", "report")
 
 
 def _name(value) -> str:

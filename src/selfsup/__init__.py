@@ -5,9 +5,9 @@
     selfsup.evaluate("runs/fm", data="fashion-mnist")
     encoder = selfsup.load_encoder("runs/fm")
 """
-from .api import embed, evaluate, pretrain, study
+from .api import embed, evaluate, pretrain, shard, study
 from .encoder import Encoder, load_encoder, save_encoder
 from .errors import SelfsupError
 
 __version__ = "0.1.0"
-__all__ = ["pretrain", "evaluate", "study", "embed", "load_encoder", "save_encoder", "Encoder", "SelfsupError", "__version__"]
+__all__ = ["pretrain", "evaluate", "study", "embed", "shard", "load_encoder", "save_encoder", "Encoder", "SelfsupError", "__version__"]

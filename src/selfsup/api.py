@@ -56,7 +56,15 @@ def pretrain(config: C.RunConfig | dict | str | os.PathLike | None = None, *, da
         return run
     _write_results(run.run_dir, run.results)
     if evaluate and cfg.data.test_split:
-        run.results.update(_evaluate_datasets(run.encoder, run.train_set, cfg.data.name, cfg.data.test_split,
+        probe_set = run.train_set
+        if getattr(probe_set, "streaming", False):
+            # From shards, the probes fit on the source's train split in memory (the shards read back
+            # when the source is gone), as `selfsup evaluate RUN` does (data/shards.load_shard_split).
+            from .data import load_dataset
+
+            probe_set = load_dataset(cfg.data.name, split=cfg.data.train_split, root=cfg.data.root,
+                                     image_size=cfg.data.image_size, schema=getattr(run.train_set, "schema", None))
+        run.results.update(_evaluate_datasets(run.encoder, probe_set, cfg.data.name, cfg.data.test_split,
                                               cfg.data.root, cfg.data.image_size, cfg.eval, run.run_dir,
                                               run.device, amp=run.dtype is not None, seed=cfg.train.seed,
                                               report=report, strict=False))
@@ -503,6 +511,40 @@ def embed(encoder: Encoder | str | os.PathLike, data: str | None = None, out: st
         print(f"warning: skipped {len(dataset.skipped)} {modality_of(dataset).unreadable}, e.g. {dataset.skipped[0][0]} "
               f"({dataset.skipped[0][1]})", file=sys.stderr)
     return out
+
+
+def shard(data: str, out: str | os.PathLike, *, samples_per_shard: int = 10_000, split: str = "train",
+          root: str | None = None, image_size: int | None = None, label: str | None = None, seed: int = 0,
+          modality: str | None = None, progress=None) -> dict:
+    """Write a dataset (a named one, an image folder, an array file, a table or a series file, read as
+    ``pretrain`` reads it) into WebDataset tar shards of `samples_per_shard` samples under `out`, in an
+    order shuffled by `seed` (-1 keeps the dataset's order), with ``out/manifest.json``; returns the
+    manifest. ``pretrain(data=out)`` then streams from them (see ``selfsup.data.shards``)."""
+    import sys
+
+    from .data import load_dataset
+    from .data.shards import write_shards
+    from .files import display_path
+
+    if isinstance(samples_per_shard, bool) or not isinstance(samples_per_shard, int) or samples_per_shard < 1:
+        raise ConfigError(f"samples per shard {samples_per_shard!r} is not a positive integer.",
+                          "pass e.g. --samples-per-shard 10000.")
+    writable(Path(out) / "manifest.json", "the shards")
+    dataset = load_dataset(data, split=split, root=root, image_size=image_size, label=label, modality=modality)
+    if len(dataset) == 0:
+        raise DataError(f"dataset '{data}' is empty.", "point it at a folder or file with data.")
+    if dataset.skipped:
+        print(f"warning: skipped {len(dataset.skipped)} {modality_of(dataset).unreadable} in '{data}', e.g. "
+              f"{dataset.skipped[0][0]} ({dataset.skipped[0][1]})", file=sys.stderr)
+    path = os.path.expanduser(os.fspath(data))
+    source = {"data": os.path.abspath(path) if os.path.exists(path) else os.fspath(data),
+              "root": None if root is None else os.path.abspath(os.path.expanduser(root)), "split": split,
+              "image_size": image_size, "label": label}
+    manifest = write_shards(dataset, out, samples_per_shard, source, seed=seed, progress=progress)
+    if progress is not None:
+        progress(f"{len(manifest['shards'])} shards, {manifest['count']} {modality_of(dataset).nouns}; manifest "
+                 f"{display_path(Path(out) / 'manifest.json')}")
+    return manifest
 
 
 def _write_embeddings(out: Path, feats, dataset) -> None:

@@ -1,4 +1,4 @@
-"""The `selfsup` command: pretrain | evaluate | embed | methods | datasets | report.
+"""The `selfsup` command: pretrain | evaluate | embed | shard | methods | datasets | report.
 
 Any error the user can fix prints one line, ``error: <what went wrong> Fix: <what to do>``, and exits
 with code 2; files already written stay as they are.
@@ -112,6 +112,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=1024, help="samples per forward batch (does not change the output)")
     _add_device(p)
 
+    p = sub.add_parser("shard", help="write a dataset into tar shards (WebDataset) that pretrain streams from",
+                       description="Reads DATA as pretrain does, shuffles it once (--seed) and writes it into "
+                       "OUT/shard-000000.tar, ... with OUT/manifest.json (modality, shapes, normalization, counts, "
+                       "shard names and checksums, and the source, whose test split evaluation reads). Then "
+                       "`selfsup pretrain --data OUT` streams from the shards.", epilog=EXIT_CODES)
+    p.add_argument("data", help="named dataset (`selfsup datasets`), image folder, .npy/.npz array file, table or series file")
+    p.add_argument("--out", required=True, help="folder for the shards and manifest.json (new or empty)")
+    p.add_argument("--samples-per-shard", type=int, default=10_000, help="samples in each shard (default 10000)")
+    p.add_argument("--split", default="train", help="which split of DATA to write (default train)")
+    p.add_argument("--root", default=None, help="folder holding named datasets (as --set data.root=... for pretrain)")
+    p.add_argument("--image-size", type=int, default=None, help="resize images to this size first")
+    p.add_argument("--label", default=None, help="tables: the label column")
+    p.add_argument("--seed", type=int, default=0, help="seed of the shuffle before writing; -1 keeps the data's order")
+
     p = sub.add_parser("protocols", help="list the evaluation protocols with what each needs and its options")
     sub.add_parser("methods", help="list the registered objectives with their paper and defaults")
     p = sub.add_parser("datasets", help="list the named datasets and whether they are found here")
@@ -209,6 +223,13 @@ def run(argv: list[str] | None = None) -> int:
         path = embed(args.encoder, data=args.data, root=args.root, out=args.out, split=args.split,
                      batch_size=args.batch_size, device=args.device or "auto")
         print(f"wrote {path}")
+    elif args.command == "shard":
+        from .api import shard
+
+        manifest = shard(args.data, args.out, samples_per_shard=args.samples_per_shard, split=args.split, root=args.root,
+                         image_size=args.image_size, label=args.label, seed=args.seed,
+                         progress=lambda text: print(f"shard: {text}", file=sys.stderr))
+        print(f"wrote {len(manifest['shards'])} shards ({manifest['count']} samples) to {args.out}")
     elif args.command == "methods":
         _methods()
     elif args.command == "protocols":

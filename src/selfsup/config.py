@@ -35,6 +35,7 @@ class DataConfig:
     label: str | None = None  # tables: the label column (None = one named label/target/class/y, if any; "" = none)
     categorical: tuple[str, ...] = ()  # tables: columns read as categories even when they look numeric (codes, zips)
     numeric: tuple[str, ...] = ()  # tables: columns read as numbers; a value that is not one makes its row skipped
+    workers: int = 2  # shard directories: processes that read and decode shards (0 = in the training process)
     imbalance_ratio: float | None = None  # long-tailed train split: class i of K keeps n_max * r^(-i/(K-1)) (evaluation/imbalance.py)
 
 
@@ -134,7 +135,7 @@ _RANGES = {
     "optim.lr": (0.0, None), "optim.weight_decay": (0.0, None), "optim.warmup_steps": (0, None),
     "optim.final_lr_ratio": (0.0, 1.0), "optim.cooldown_steps": (0, None), "optim.const_lr_ratio": (0.0, 1.0),
     "optim.decay_steps": (1, None), "train.adapters": (0, None), "optim.momentum": (0.0, 1.0), "eval.knn_k": (1, None),
-    "data.image_size": (1, None), "data.imbalance_ratio": (1.0, None), "train.threads": (1, None), "train.monitor_bank": (1, None),
+    "data.image_size": (1, None), "data.imbalance_ratio": (1.0, None), "train.threads": (1, None), "data.workers": (0, None), "train.monitor_bank": (1, None),
     "train.monitor_queries": (1, None), "eval.batch_size": (1, None), "eval.knn_temperature": (0.0, None),
     "optim.clip_grad": (0.0, None), "optim.lars_eta": (0.0, None), "optim.betas": (0.0, 1.0),
 }

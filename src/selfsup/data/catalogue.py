@@ -158,6 +158,10 @@ def guess_modality(name_or_path: str, root: str | None = None) -> str:
     name = _ALIASES.get(key) or _ALIASES.get(key.replace("-", ""))
     if name is not None:
         return CATALOGUE[name].modality
+    from .shards import is_shard_dir, read_manifest
+
+    if is_shard_dir(text):  # shards written by `selfsup shard`: the manifest says their kind
+        return read_manifest(text)[1]["modality"]
     if text.strip().lower().replace("-", "_") in NAMED_GRAPHS:
         return "graph"
     ordered = plugins()
@@ -342,6 +346,10 @@ def load_dataset(name_or_path: str, split: str = "train", root: str | None = Non
         directory, found = _locate(spec, split, root)
         return spec.read(directory, split, found, **options)
     path = os.path.expanduser(text)
+    from .shards import is_shard_dir, load_shard_split
+
+    if is_shard_dir(path):  # in memory: the source's split, or the shards read back (a run streams them instead)
+        return load_shard_split(path, split, root=root, image_size=image_size, schema=schema)
     if os.path.exists(path):
         if modality not in (None, "auto"):
             from ..modalities import modality_of

@@ -76,6 +76,15 @@ class Modality:
         """The batch of samples at `index` (B,) from `stored`."""
         return take(stored, index)
 
+    @classmethod
+    def from_samples(cls, samples: torch.Tensor, labels, ids: list[str], name: str, source: str, classes=None,
+                     schema=None):
+        """A dataset of this kind from dense `samples` (N, ...) read back from shards (``data/shards.py``),
+        with its labels (N,) or None, ids, class names and schema. A kind whose samples are not one
+        dense tensor (graphs) cannot be sharded and keeps this refusal."""
+        raise DataError(f"{cls.nouns} cannot be written to shards: their samples are not one dense tensor.",
+                        "pretrain on them in memory (pass the dataset itself as --data).")
+
     # ------------------------------------------------------------------ views
 
     @classmethod

@@ -40,6 +40,12 @@ class Image(Modality):
 
         return load_image_path(path, split, image_size)
 
+    @classmethod
+    def from_samples(cls, samples, labels, ids, name, source, classes=None, schema=None):
+        from ..data.dataset import ImageDataset
+
+        return ImageDataset(samples, labels, ids, name, source, classes)
+
     # ------------------------------------------------------------------ views
 
     @classmethod

@@ -49,6 +49,12 @@ class Series(Modality):
 
         return load_series(path, split)
 
+    @classmethod
+    def from_samples(cls, samples, labels, ids, name, source, classes=None, schema=None):
+        from ..data.series import SeriesDataset
+
+        return SeriesDataset(samples, labels, ids, name, source, classes)
+
     # ------------------------------------------------------------------ views
 
     @classmethod

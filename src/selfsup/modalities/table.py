@@ -39,6 +39,12 @@ class Table(Modality):
 
         return load_table(path, label=label, schema=schema, categorical=tuple(categorical), numeric=tuple(numeric))
 
+    @classmethod
+    def from_samples(cls, samples, labels, ids, name, source, classes=None, schema=None):
+        from ..data.table import TableDataset
+
+        return TableDataset(samples, labels, ids, name, source, schema)
+
     # ------------------------------------------------------------------ views
 
     @classmethod

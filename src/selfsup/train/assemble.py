@@ -109,7 +109,7 @@ def check_resume_config(run_dir: Path, config: RunConfig) -> None:
     saved = to_dict(from_dict(yaml.safe_load(saved_path.read_text())))
     current = to_dict(config)
     # The step budget and what happens after training may change on resume; the recipe may not.
-    ignore = {("train", "steps"), ("train", "progress"), ("train", "monitor_every"), ("eval",), ("train", "checkpoint_every"),
+    ignore = {("train", "steps"), ("data", "workers"), ("train", "progress"), ("train", "monitor_every"), ("eval",), ("train", "checkpoint_every"),
               ("train", "on_nonfinite"), ("train", "max_skips"), ("train", "collapse_check_every"),
               ("train", "collapse_min_std"), ("train", "collapse_min_rank"), ("train", "collapse_patience")}
     diffs = []
@@ -128,7 +128,13 @@ def check_resume_config(run_dir: Path, config: RunConfig) -> None:
 
 def load_train_set(config: RunConfig):
     from ..data import load_dataset
+    from ..data.shards import ShardSet, is_shard_dir
 
+    if is_shard_dir(config.data.name):  # streamed from shards (data/shards.py); everything else is read in memory
+        if config.data.imbalance_ratio is not None:
+            raise ConfigError("data.imbalance_ratio subsets the training set in memory, and the data is a shard directory.",
+                              "write the long-tailed subset to shards, or leave data.imbalance_ratio unset.")
+        return ShardSet(config.data.name, config.data.workers)
     train_set = load_dataset(config.data.name, split=config.data.train_split, root=config.data.root,
                              image_size=config.data.image_size, label=config.data.label,
                              categorical=config.data.categorical, numeric=config.data.numeric)
@@ -190,6 +196,10 @@ def assemble(config: RunConfig, device: torch.device) -> Run:
     else:
         backbone_name = resolve_backbone(config.backbone.name, plugin, config.data.name, method_cls)
     check_fit(config, method_cls, plugin, backbone_name, train_set)
+    if getattr(train_set, "streaming", False) and method_cls.prepare is not Method.prepare:
+        raise ConfigError(f"method '{config.method.name}' takes a pass over the whole training set before training, "
+                          f"and '{config.data.name}' is streamed from shards.",
+                          "pretrain it on the in-memory dataset, or choose another method.")
     cfg_t = config.train
     if cfg_t.batch_size > len(train_set):
         raise ConfigError(f"batch size {cfg_t.batch_size} is larger than the dataset ({len(train_set)} {plugin.nouns} "

@@ -172,11 +172,18 @@ def _train_ranks(config: RunConfig, resume: bool, stop_after: int | None, stop: 
         forward = torch.nn.parallel.DistributedDataParallel(method, device_ids=[device.index] if device.type == "cuda"
                                                             else None)
 
-    stored = plugin.store(train_set.samples, device)  # the whole training set on the device, as the modality keeps it
-    labels = train_set.labels.to(device) if train_set.labels is not None else None
-    method.prepare(TrainData(stored, labels, list(mean), list(std)))
+    streaming = getattr(train_set, "streaming", False)  # shards (data/shards.py): batches come from a stream
+    if streaming:
+        if ranks.size > 1:
+            raise ConfigError(f"data '{config.data.name}' is a shard directory, and streaming runs in one process.",
+                              "pretrain from shards without torchrun, or pass the in-memory dataset.")
+        stored = labels = None
+    else:
+        stored = plugin.store(train_set.samples, device)  # the whole training set on the device, as the modality keeps it
+        labels = train_set.labels.to(device) if train_set.labels is not None else None
+        method.prepare(TrainData(stored, labels, list(mean), list(std)))
 
-    start, budget_steps = 0, None
+    start, budget_steps, position = 0, None, None
     if resume and latest is not None:
         remove_temporaries(ckpt_dir)  # left by a save that was killed
         state = load_checkpoint(latest, map_location=device)
@@ -186,6 +193,7 @@ def _train_ranks(config: RunConfig, resume: bool, stop_after: int | None, stop: 
             scaler.load_state_dict(state["scaler"])
         start = int(state["step"])
         budget_steps = state.get("budget_steps")  # a time budget's step count, fixed before this checkpoint
+        position = state.get("stream")  # where a run from shards goes on (None: from the start)
         saved_size = int(state.get("world_size", 1))
         if saved_size != ranks.size and ranks.main:  # the global batch and its order do not depend on it
             print(f"note: the checkpoint was written by {saved_size} process(es), this run has {ranks.size}: each "
@@ -194,10 +202,14 @@ def _train_ranks(config: RunConfig, resume: bool, stop_after: int | None, stop: 
         print(f"resumed from {latest} at step {start}", file=sys.stderr)
 
     order = EpochOrder(len(train_set), cfg_t.batch_size, cfg_t.seed, device)
+    stream = train_set.stream(cfg_t.batch_size, cfg_t.seed, position) if streaming else None
+    drawn_from = {}  # {step: the stream position its batch was drawn from}, for the step being run
     generator = torch.Generator(device=device)
     monitor = None
     if cfg_t.monitor_every and train_set.labels is not None and len(train_set) > 20:
-        monitor = OnlineKNN(train_set, stored, plugin, cfg_t.monitor_bank, cfg_t.monitor_queries, cfg_t.seed, device)
+        shown = train_set.head if streaming else train_set  # from shards: the bank and queries of the first shard
+        monitor = OnlineKNN(shown, stored if not streaming else plugin.store(shown.samples, device), plugin,
+                            cfg_t.monitor_bank, cfg_t.monitor_queries, cfg_t.seed, device)
     encoder = Encoder(method.backbone, mean, std, plugin.name, getattr(train_set, "schema", None))
 
     def exported() -> Encoder:
@@ -220,6 +232,8 @@ def _train_ranks(config: RunConfig, resume: bool, stop_after: int | None, stop: 
             state["world_size"] = ranks.size
         if scaler is not None:
             state["scaler"] = scaler.state_dict()
+        if stream is not None:  # where the batch of step `step` starts (a failed step is redone from its batch)
+            state["stream"] = drawn_from.get(step, stream.position())
         return state
 
     budget = budget_seconds(cfg_t.budget)
@@ -281,19 +295,26 @@ def _train_ranks(config: RunConfig, resume: bool, stop_after: int | None, stop: 
                 raise disk_error(exc, run_dir / "encoder-stable", "the encoder", latest_checkpoint(ckpt_dir)) from exc
         for group in optimizer.param_groups:
             group["lr"] = lr
-        index = order(step)
-        if ranks.size > 1:  # this rank's share of the global batch
-            share = cfg_t.batch_size // ranks.size
-            index = index[ranks.rank * share:(ranks.rank + 1) * share]
+        if stream is not None:  # raw samples decoded by the workers, moved here; the views are drawn below
+            drawn_from = {step: stream.position()}
+            samples, batch_labels, index = next(stream)
+            samples, index = samples.to(device, non_blocking=True), index.to(device)
+            batch_labels = None if batch_labels is None else batch_labels.to(device)
+        else:
+            index = order(step)
+            if ranks.size > 1:  # this rank's share of the global batch
+                share = cfg_t.batch_size // ranks.size
+                index = index[ranks.rank * share:(ranks.rank + 1) * share]
+            samples = plugin.gather(stored, index)
+            batch_labels = None if labels is None else labels[index]
         seed = step_seed(cfg_t.seed, step) + ranks.rank  # each rank draws its own views
         torch.manual_seed(seed)
         generator.manual_seed(seed)
-        samples = plugin.gather(stored, index)
         view_list, params = views(samples, generator)
         if cfg_t.channels_last:  # 4-D views (images) in the memory format the convolutions are fastest with
             view_list = [v.contiguous(memory_format=torch.channels_last)
                          if isinstance(v, torch.Tensor) and v.dim() == 4 else v for v in view_list]
-        batch = Batch(view_list, params, samples, None if labels is None else labels[index], index, progress,
+        batch = Batch(view_list, params, samples, batch_labels, index, progress,
                       run.layout["n_global"], run.layout["n_local"])
         if buffers:
             torch._foreach_copy_(buffer_backup, buffers)
@@ -391,6 +412,8 @@ def _train_ranks(config: RunConfig, resume: bool, stop_after: int | None, stop: 
     stop.restore()
     if bar is not None:
         bar.close()
+    if stream is not None:
+        stream.close()
     if end > start:
         step = end
     else:
@@ -410,4 +433,7 @@ def _train_ranks(config: RunConfig, resume: bool, stop_after: int | None, stop: 
     results = {"pretrain": {"steps": total, "images_per_s": images_per_s, "device": str(device),
                             "precision": str(dtype).replace("torch.", "") if dtype else "fp32",
                             "backbone": run.backbone_name, "views": run.views_name}}
+    if stream is not None:  # every shard skipped, before training or when a worker reached it
+        results["pretrain"]["skipped_shards"] = {"count": len(stream.skipped),
+                                                 "shards": [{"name": n, "reason": r} for n, r in stream.skipped]}
     return RunResult(run_dir, total, images_per_s, encoder, results, train_set, device, dtype)
