@@ -92,6 +92,16 @@ def max_over_ranks(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+def from_rank0(x: torch.Tensor) -> torch.Tensor:
+    """Rank 0's `x` on every rank (no gradient): a draw that every rank must share, such as TS-TCC's
+    time step, when each rank's RNG is seeded apart; `x` outside a process group."""
+    if world()[1] == 1:
+        return x
+    x = x.detach().clone()
+    dist.broadcast(x, src=0, group=_group())
+    return x
+
+
 def start(device: torch.device) -> tuple[torch.device, bool]:
     """Join the process group that torchrun describes ($WORLD_SIZE > 1, $RANK, $LOCAL_RANK, the
     rendezvous in $MASTER_ADDR/$MASTER_PORT): NCCL on CUDA, gloo on the CPU; each rank's device is

@@ -24,7 +24,8 @@ def sinkhorn(scores: torch.Tensor, epsilon: float = 0.05, iterations: int = 3) -
     from ..distributed import max_over_ranks, sum_over_ranks, world
 
     B, K = scores.shape
-    B = B * world()[1]  # data parallel: the marginals are over the samples of every rank
+    if world()[1] > 1:  # data parallel: the marginals are over the samples of every rank (SwAV's queue: rank 0's rows)
+        B = int(sum_over_ranks(torch.tensor(float(B), device=scores.device)))
     logits = scores / epsilon
     q = torch.exp(logits - max_over_ranks(logits.max()))  # (B, K); a global shift cancels in the first normalization
     q /= sum_over_ranks(q.sum())

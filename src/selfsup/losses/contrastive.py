@@ -26,6 +26,36 @@ def _two_view_logits(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> 
     return logits, positive
 
 
+def _global_two_view_logits(z1: torch.Tensor, z2: torch.Tensor,
+                            temperature: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """This rank's 2B anchors (z1, then z2) against the 2NB embeddings of every rank (view 1 of all
+    ranks, then view 2 of all ranks: the order of one process at batch NB), each anchor's own entry
+    set to -inf. Returns logits (2B, 2NB), positive (2B,) and own (2B,), the columns of each anchor's
+    partner and of itself. One process: ``_two_view_logits``' logits (own is the diagonal)."""
+    from ..distributed import gather, world
+
+    rank, size = world()
+    if size == 1:
+        logits, positive = _two_view_logits(z1, z2, temperature)
+        return logits, positive, torch.arange(len(positive), device=positive.device)
+    B = z1.shape[0]
+    local = F.normalize(torch.cat([z1, z2]), dim=1)  # (2B, D)
+    everything = F.normalize(torch.cat([gather(z1), gather(z2)]), dim=1)  # (2NB, D)
+    logits = local @ everything.T / temperature  # (2B, 2NB)
+    first = rank * B + torch.arange(B, device=z1.device)  # the anchors' own rows among view 1's NB
+    own = torch.cat([first, first + size * B])  # (2B,)
+    logits[torch.arange(2 * B, device=z1.device), own] = float("-inf")
+    return logits, torch.cat([first + size * B, first]), own
+
+
+def _gathered(x: torch.Tensor) -> torch.Tensor:
+    """Values without gradient (labels, pseudo-labels) of every rank, rank-major; `x` on one process."""
+    from ..distributed import gather
+
+    with torch.no_grad():
+        return gather(x)
+
+
 @full_precision
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
     """NT-Xent, the normalized temperature-scaled cross-entropy of SimCLR.
@@ -37,22 +67,8 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> tor
     the other 2B - 2; similarities are cosines divided by `temperature`; returns the mean over
     the 2B anchors of the cross-entropy of picking the positive (a scalar).
     """
-    from ..distributed import gather, world
-
-    rank, size = world()
-    if size == 1:
-        logits, positive = _two_view_logits(z1, z2, temperature)
-        return F.cross_entropy(logits, positive)
-    # Data parallel: this rank's 2B anchors against the 2NB embeddings of every rank (view 1 of all
-    # ranks, then view 2 of all ranks: the global order of one process at batch NB).
-    B = z1.shape[0]
-    local = F.normalize(torch.cat([z1, z2]), dim=1)  # (2B, D)
-    everything = F.normalize(torch.cat([gather(z1), gather(z2)]), dim=1)  # (2NB, D)
-    logits = local @ everything.T / temperature  # (2B, 2NB)
-    first = rank * B + torch.arange(B, device=z1.device)  # the anchors' own rows among view 1's NB
-    own = torch.cat([first, first + size * B])  # (2B,)
-    logits[torch.arange(2 * B, device=z1.device), own] = float("-inf")
-    positive = torch.cat([first + size * B, first])
+    # Data parallel: this rank's 2B anchors against the 2NB embeddings of every rank.
+    logits, positive, _ = _global_two_view_logits(z1, z2, temperature)
     return F.cross_entropy(logits, positive)
 
 
@@ -135,16 +151,20 @@ def nnclr_loss(nn1: torch.Tensor, nn2: torch.Tensor, p1: torch.Tensor, p2: torch
 
 
 def _decoupled(z1: torch.Tensor, z2: torch.Tensor, temperature: float, sigma: float | None) -> torch.Tensor:
+    from ..distributed import gather, world
+
     B = z1.shape[0]
-    logits, positive = _two_view_logits(z1, z2, temperature)  # (2B, 2B), (2B,)
+    logits, positive, _ = _global_two_view_logits(z1, z2, temperature)  # (2B, 2NB), (2B,): every rank's negatives
     pos = logits.gather(1, positive[:, None]).squeeze(1)  # (2B,) s(i, i+)/t
-    # Decoupling: the positive leaves the denominator; the 2B - 2 other embeddings remain.
-    neg = logits.scatter(1, positive[:, None], float("-inf"))  # (2B, 2B)
+    # Decoupling: the positive leaves the denominator; the 2NB - 2 other embeddings remain.
+    neg = logits.scatter(1, positive[:, None], float("-inf"))  # (2B, 2NB)
     if sigma is None:
         weight = torch.ones_like(pos)
     else:
-        cos = pos[:B] * temperature  # (B,) cos(z1_i, z2_i), the same for both anchors of a pair
-        weight = (2 - B * torch.softmax(cos / sigma, dim=0)).repeat(2)  # 2 - exp(c/sigma) / mean exp(c/sigma)
+        rank, size = world()
+        cos = gather(pos[:B] * temperature)  # (NB,) cos(z1_i, z2_i) of every rank's pairs, the same for both anchors
+        weight = 2 - size * B * torch.softmax(cos / sigma, dim=0)  # 2 - exp(c/sigma) / mean exp(c/sigma)
+        weight = weight[rank * B:(rank + 1) * B].repeat(2)  # this rank's pairs
     return (-weight * pos + torch.logsumexp(neg, dim=1)).mean()
 
 
@@ -184,10 +204,12 @@ def supcon(z1: torch.Tensor, z2: torch.Tensor, labels: torch.Tensor, temperature
     A(i) = all other embeddings and P(i) = those of i's class (at least its other view):
     mean_i  -1/|P(i)| sum_{p in P(i)} log( exp(s_ip/t) / sum_{a in A(i)} exp(s_ia/t) ).
     """
-    logits, _ = _two_view_logits(z1, z2, temperature)  # (2B, 2B), self = -inf
-    log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)  # (2B, 2B)
+    logits, _, own = _global_two_view_logits(z1, z2, temperature)  # (2B, 2NB), self = -inf; every rank's batch
+    log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)  # (2B, 2NB)
     y = torch.cat([labels, labels])  # (2B,)
-    same = (y[:, None] == y[None, :]) & ~torch.eye(len(y), dtype=torch.bool, device=y.device)  # (2B, 2B) P(i)
+    every = _gathered(labels)
+    same = y[:, None] == torch.cat([every, every])[None, :]  # (2B, 2NB) P(i) ...
+    same[torch.arange(len(y), device=y.device), own] = False  # ... without the anchor itself
     per_anchor = -log_prob.masked_fill(~same, 0.0).sum(1) / same.sum(1)  # (2B,)
     return per_anchor.mean()
 
@@ -233,9 +255,10 @@ def masked_nt_xent(z1: torch.Tensor, z2: torch.Tensor, groups: torch.Tensor, tem
     mean over the 2B anchors. The partner always stays in the denominator; with all groups distinct
     this is ``nt_xent``. An anchor whose every negative shares its group contributes log 1 = 0.
     """
-    logits, positive = _two_view_logits(z1, z2, temperature)  # (2B, 2B) self = -inf, (2B,)
+    logits, positive, _ = _global_two_view_logits(z1, z2, temperature)  # (2B, 2NB) self = -inf, (2B,)
     g = torch.cat([groups, groups])  # (2B,)
-    same = g[:, None] == g[None, :]  # (2B, 2B): self, partner and same-group negatives
+    every = _gathered(groups)  # data parallel: every rank's images are negatives, unless in the anchor's group
+    same = g[:, None] == torch.cat([every, every])[None, :]  # (2B, 2NB): self, partner and same-group negatives
     same[torch.arange(len(g), device=g.device), positive] = False  # the positive pair stays
     return F.cross_entropy(logits.masked_fill(same, float("-inf")), positive)
 
@@ -245,9 +268,13 @@ def graphcl_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.2) -
     """GraphCL's NT-Xent (You et al., NeurIPS 2020, eq. 3 as in its code): for graph i, the cosine of
     its two views over temperature against its first view's cosines to the OTHER graphs' second views,
     the positive left out of the denominator: -log(e^{s_ii} / sum_{j != i} e^{s_ij}). z1, z2 (B, D)."""
+    from ..distributed import gather, world
+
+    rank, _ = world()
     z1, z2 = F.normalize(z1.float(), dim=1), F.normalize(z2.float(), dim=1)
-    sim = z1 @ z2.T / temperature  # (B, B)
-    eye = torch.eye(len(z1), dtype=torch.bool, device=z1.device)
-    positive = sim.diagonal()
-    negatives = torch.logsumexp(sim.masked_fill(eye, float("-inf")), dim=1)
+    sim = z1 @ gather(z2).T / temperature  # (B, NB): against the second views of every rank
+    rows = torch.arange(len(z1), device=z1.device)
+    own = rows + rank * len(z1)  # each graph's own second view among the NB
+    positive = sim[rows, own]
+    negatives = torch.logsumexp(sim.index_put((rows, own), torch.tensor(float("-inf"), device=sim.device)), dim=1)
     return (negatives - positive).mean()

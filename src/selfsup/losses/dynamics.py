@@ -51,7 +51,11 @@ def singular_value_loss(z: torch.Tensor) -> torch.Tensor:
     for a flat spectrum and ``1 - 1 / sqrt(r)`` for a fully collapsed batch (rank 1).
     The matrix is not centered: on the sphere a common mean direction is itself a lack of spread.
     """
+    from ..distributed import gather, world
+
     z = F.normalize(z, dim=-1)
+    if world()[1] > 1:  # data parallel: the spectrum of every rank's embeddings, (..., N N_rank, D)
+        z = gather(z.transpose(0, -2).contiguous()).transpose(0, -2)
     n, d = z.shape[-2:]
     s = torch.linalg.svdvals(z)  # (..., min(N, D))
     return (1 - s.sum(-1) / math.sqrt(min(n, d) * n)).mean()

@@ -210,17 +210,24 @@ def groco_groups(z: torch.Tensor, n_positive_views: int | None = None, n_negativ
 
     Returns one (scores (N, k + p), p) per distinct positive count p: anchors v < P first, then v >= P.
     """
+    from ..distributed import gather, world
+
+    rank, size = world()
     V, B, _ = z.shape
     P = V if n_positive_views is None else n_positive_views
     if not 2 <= P <= V:
         raise ValueError(f"groco needs 2 <= n_positive_views <= V (an anchor needs a positive), got {P} of {V} views")
-    if not 1 <= n_negatives <= B - 1:
-        raise ValueError(f"groco takes the {n_negatives} hardest negatives, but a batch of {B} has {B - 1}")
+    if not 1 <= n_negatives <= size * B - 1:
+        raise ValueError(f"groco takes the {n_negatives} hardest negatives, but a batch of {size * B} has {size * B - 1}")
     anchor = F.normalize(z, dim=-1)  # (V, B, D)
     other = anchor.detach() if stop_grad else anchor
+    # data parallel: the negatives are the hardest among the images of every rank, (V, NB, D)
+    candidates = other if size == 1 else gather(other.transpose(0, 1).contiguous()).transpose(0, 1)
 
-    negative = anchor @ other.transpose(1, 2)  # (V, B, B) cosines within each view
-    self_mask = torch.eye(B, dtype=torch.bool, device=z.device)
+    negative = anchor @ candidates.transpose(1, 2)  # (V, B, NB) cosines within each view
+    rows = torch.arange(B, device=z.device)
+    self_mask = torch.zeros(B, size * B, dtype=torch.bool, device=z.device)
+    self_mask[rows, rows + rank * B] = True  # each anchor's own image
     negative = negative.masked_fill(self_mask, float("-inf")).topk(n_negatives, dim=-1).values.flip(-1)  # (V, B, k) ascending
     positive = torch.einsum("vbd,ubd->vbu", anchor, other[:P])  # (V, B, P) cosines to each positive view
 

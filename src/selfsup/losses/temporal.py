@@ -68,5 +68,14 @@ def future_prediction_loss(predictions: torch.Tensor, targets: torch.Tensor) -> 
     """TS-TCC's temporal contrast (Eldele et al., IJCAI 2021, eq. 2): for each horizon k, series i's
     prediction W_k c_t should score its own future z_{t+k} above the other series' in the batch.
     predictions, targets (K, B, D) -> -mean over k and i of log softmax_j(z_{t+k, j} . W_k c_{t, i})."""
+    from ..distributed import gather, world
+
+    rank, size = world()
+    if size > 1:  # data parallel: the other series of every rank are the negatives
+        B = targets.shape[1]
+        every = gather(targets.transpose(0, 1).contiguous()).transpose(0, 1)  # (K, NB, D)
+        scores = torch.einsum("kid,kjd->kij", predictions, every)  # (K, B, NB)
+        i = torch.arange(B, device=scores.device)
+        return -torch.log_softmax(scores, dim=-1)[:, i, rank * B + i].mean()
     scores = torch.einsum("kid,kjd->kij", predictions, targets)  # (K, B, B): prediction i against future j
     return -torch.log_softmax(scores, dim=-1).diagonal(dim1=1, dim2=2).mean()

@@ -26,6 +26,7 @@ class BarlowTwins(Method):
     paper = ("Zbontar, Jing, Misra, LeCun, Deny. Barlow Twins: Self-Supervised Learning via Redundancy "
              "Reduction. ICML 2021, arXiv:2103.03230")
     family = "redundancy"
+    batch_terms = "gather"  # the cross-correlation over every rank's embeddings
     views = {"n_global": 2, "n_local": 0}
 
     def __init__(self, backbone: nn.Module, hidden_dim: int = 2048, out_dim: int = 2048, lambda_offdiag: float = 5e-3):

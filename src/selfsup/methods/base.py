@@ -34,6 +34,16 @@ Class attributes a method sets:
 - ``preferred_views``: {modality: preset} for methods whose loss is built around particular views
   (TS2Vec's overlapping crops); ``views.preset=auto`` picks it. ``preferred_backbones`` likewise for
   ``backbone.name=auto`` (SCGC's MLP node encoder).
+- ``batch_terms``: how the loss behaves under data parallelism (torchrun: N processes at batch B/N
+  each, gradients averaged by DDP, BatchNorm over every rank), one of ``BATCH_TERMS``:
+  "gather": the loss has batch-level terms (negatives, batch statistics, Sinkhorn marginals, a
+  center, queue or memory pushes) and takes each over every rank's samples through
+  ``selfsup.distributed`` (``gather``, ``sum_over_ranks``, ``from_rank0``), so N ranks compute what
+  one process computes at batch B; "local": a mean of per-sample terms with nothing batch-level,
+  so the mean over ranks is the global mean without communication; "per_rank": batch-level terms
+  taken within each rank's share, which differs from one process at batch B (the method's
+  docstring and ``tests/test_distributed_registry.py`` say why). Randomness drawn inside
+  ``forward`` (masks, mixup partners) comes from each rank's own RNG in every case.
 - ``requires``: capabilities beyond joint embeddings of views (``selfsup.capabilities``): pixels,
   feature maps, tokens, mixable samples. A method that only combines backbone outputs of its views
   requires nothing and works on every modality; the trainer refuses a run whose data or backbone
@@ -97,9 +107,18 @@ class Batch:
         return count(self.views[0])
 
 
+# The values of ``Method.batch_terms`` (see the module docstring), with the one-line meaning `selfsup methods` shows.
+BATCH_TERMS = {
+    "gather": "batch-level terms over every rank's samples: N processes at B/N compute one process at B",
+    "local": "per-sample terms only: the mean over the ranks is the global mean",
+    "per_rank": "batch-level terms within each rank's share: differs from one process at the global batch",
+}
+
+
 class Method(nn.Module):
     paper: ClassVar[str] = ""
     family: ClassVar[str] = ""
+    batch_terms: ClassVar[str] = ""  # one of BATCH_TERMS; every registered method declares it
     views: ClassVar[dict] = {"n_global": 2, "n_local": 0}
     # The layouts it accepts: (min, max) global and local views, None = no upper bound. The default
     # is exactly ``views``: a method that reads ``views[:2]`` would silently ignore more.

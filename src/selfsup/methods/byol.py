@@ -30,6 +30,7 @@ class BYOL(Method):
     paper = ("Grill, Strub, Altché, Tallec, Richemond, et al. Bootstrap Your Own Latent: A New Approach "
              "to Self-Supervised Learning. NeurIPS 2020, arXiv:2006.07733")
     family = "distillation"
+    batch_terms = "local"  # a per-image regression onto the teacher (BatchNorm is the trainer's)
     views = {"n_global": 2, "n_local": 0}
 
     def __init__(self, backbone: nn.Module, hidden_dim: int = 2048, out_dim: int = 256, pred_hidden_dim: int = 2048,

@@ -23,6 +23,7 @@ class DCL(Method):
 
     paper = ("Yeh, Hong, Hsu, Liu, Chen, LeCun. Decoupled Contrastive Learning. ECCV 2022, arXiv:2110.06848")
     family = "contrastive"
+    batch_terms = "gather"  # every rank's embeddings are negatives (DCLW: its weights' mean too)
     views = {"n_global": 2, "n_local": 0}
 
     def __init__(self, backbone: nn.Module, hidden_dim: int = 512, out_dim: int = 128, temperature: float = 0.1):

@@ -44,6 +44,7 @@ class DINO(Method):
     paper = ("Caron, Touvron, Misra, Jégou, Mairal, Bojanowski, Joulin. Emerging Properties in Self-Supervised "
              "Vision Transformers. ICCV 2021, arXiv:2104.14294")
     family = "distillation"
+    batch_terms = "gather"  # the teacher's center is the mean over every rank
     aux_outputs = ("features",)  # what auxiliaries can read from its forward (see methods.base)
     views = {"n_global": 2, "n_local": 6}
     view_limits = {"n_global": (2, 2), "n_local": (0, None)}

@@ -242,6 +242,7 @@ class DSLA(Method):
     paper = ("Kim, Baek, Hwang. Graph Self-supervised Learning with Accurate Discrepancy Learning. NeurIPS 2022, "
              "arXiv:2202.02989")
     family = "discrepancy"
+    batch_terms = "per_rank"  # random perturbations per rank; the margin's other graphs are this rank's
     views = {"n_global": 1, "n_local": 0}  # drawn by the trainer, unused: the method perturbs batch.samples itself
     requires = ("graphs",)  # graph data (the trainer checks it); prepare and forward refuse node-level samples
     aux_outputs = ("features",)

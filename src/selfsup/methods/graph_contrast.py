@@ -27,6 +27,7 @@ class GraphCL(Method):
     paper = ("You, Chen, Sui, Chen, Wang, Shen. Graph Contrastive Learning with Augmentations. NeurIPS 2020, "
              "arXiv:2010.13902")
     family = "contrastive"
+    batch_terms = "gather"  # every rank's second views are negatives
     preferred_views = {"graph": "graphcl"}
 
     def __init__(self, backbone: nn.Module, hidden_dim: int = 128, out_dim: int = 128, temperature: float = 0.2):
@@ -59,6 +60,7 @@ class GRACE(Method):
     paper = ("Zhu, Xu, Yu, Liu, Wu, Wang. Deep Graph Contrastive Representation Learning. ICML GRL+ Workshop 2020, "
              "arXiv:2006.04131")
     family = "contrastive"
+    batch_terms = "gather"  # every rank's nodes are negatives (NT-Xent)
     preferred_views = {"graph": "grace"}
 
     def __init__(self, backbone: nn.Module, hidden_dim: int = 128, out_dim: int = 128, temperature: float = 0.5):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..distributed import world
 from ..errors import ConfigError
 from ..heads import mlp
 from ..losses.sorting import NETWORKS, RELAXATIONS, groco_groups, group_order_loss
@@ -41,6 +42,7 @@ class GroCo(Method):
     paper = ("Shvetsova, Petersen, Kukleva, Schiele, Kuehne. Learning by Sorting: Self-supervised Learning "
              "with Group Ordering Constraints. ICCV 2023, arXiv:2301.02009")
     family = "contrastive"
+    batch_terms = "gather"  # the hardest negatives among every rank's images
     views = {"n_global": 2, "n_local": 0}
     view_limits = {"n_global": (2, None), "n_local": (0, None)}
 
@@ -64,9 +66,10 @@ class GroCo(Method):
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         B, n_global = batch.size, batch.n_global
-        if B <= self.n_negatives:
-            raise ConfigError(f"groco takes the {self.n_negatives} hardest negatives per anchor, but a batch of {B} "
-                              f"has only {B - 1}.", f"use train.batch_size > {self.n_negatives} or a smaller n_negatives.")
+        if B * world()[1] <= self.n_negatives:  # data parallel: the negatives come from every rank's images
+            raise ConfigError(f"groco takes the {self.n_negatives} hardest negatives per anchor, but a batch of "
+                              f"{B * world()[1]} has only {B * world()[1] - 1}.",
+                              f"use train.batch_size > {self.n_negatives} or a smaller n_negatives.")
         h, feats = encode_views(self.backbone, batch)  # (n_global B, D), (V B, D): local crops in a second pass
         z = self.projector(feats)  # (V B, out_dim)
         groups = groco_groups(z.view(len(batch.views), B, -1), n_global, self.n_negatives, self.stop_grad)

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..distributed import world
 from ..errors import ConfigError
 from ..heads import mlp
 from ..losses.contrastive import masked_nt_xent, nt_xent
@@ -88,6 +89,7 @@ class GSimCLR(Method):
     paper = ("Chakraborty, Gosthipaty, Paul. G-SimCLR: Self-Supervised Contrastive Learning with Guided "
              "Projection via Pseudo Labelling. ICDM Workshops 2020, arXiv:2009.12007")
     family = "contrastive"
+    batch_terms = "gather"  # every rank's images are negatives unless in the anchor's group
     views = {"n_global": 2, "n_local": 0}
 
     def __init__(self, backbone: nn.Module, hidden_dim: int = 512, out_dim: int = 128, temperature: float = 0.5,
@@ -148,7 +150,7 @@ class GSimCLR(Method):
                 warnings.warn("gsimclr: pseudo_labels are empty (prepare() was not called); every image is its "
                               "own pseudo-label, so this is plain SimCLR.", stacklevel=2)
                 self._warned = True
-            return torch.arange(size, device=self.pseudo_labels.device)
+            return torch.arange(size, device=self.pseudo_labels.device) + world()[0] * size  # distinct over ranks too
         if batch.index is None:
             raise ValueError("gsimclr needs Batch.index (the dataset index of each image) to look up pseudo-labels.")
         return self.pseudo_labels[batch.index.to(self.pseudo_labels.device)]

@@ -35,6 +35,7 @@ class MAE(Method):
     paper = ("He, Chen, Xie, Li, Dollár, Girshick. Masked Autoencoders Are Scalable Vision Learners. "
              "CVPR 2022, arXiv:2111.06377")
     family = "masked"
+    batch_terms = "local"  # per-patch reconstruction; each rank draws its own masks
     aux_outputs = ()  # what auxiliaries can read from its forward (see methods.base)
     views = {"n_global": 1, "n_local": 0}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..distributed import gather, world
 from ..errors import ConfigError
 from ..losses.precision import full_precision
 from ..losses.redundancy import cross_correlation, off_diagonal_loss, on_diagonal_loss, standardize
@@ -25,6 +26,13 @@ def mixup_regularizer(z1: torch.Tensor, z2: torch.Tensor, zm: torch.Tensor, perm
     By linearity both differences are (std(zm) - mix)^T std(zk) / B with
     mix = lam std(z1) + (1 - lam) std(z2)[perm], which needs 2 (D, D) products instead of 6.
     """
+    rank, size = world()
+    if size > 1:  # data parallel: statistics over every rank's embeddings; each rank mixed its own images
+        B = z1.shape[0]
+        with torch.no_grad():
+            perm = gather(perm + rank * B)  # (NB,): each rank's permutation, within its own rows
+            lam = gather(torch.full((B, 1), float(lam), device=z1.device))  # (NB, 1): each rank drew its own lam
+        z1, z2, zm = gather(z1), gather(z2), gather(zm)
     s1, s2, sm = standardize(z1), standardize(z2), standardize(zm)  # (B, D) each
     B = z1.shape[0]
     residual = sm - (lam * s1 + (1 - lam) * s2[perm])  # (B, D); std(z2[perm]) = std(z2)[perm]

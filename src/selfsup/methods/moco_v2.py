@@ -37,6 +37,7 @@ class MoCoV2(Method):
     paper = ("Chen, Fan, Girshick, He. Improved Baselines with Momentum Contrastive Learning. "
              "arXiv:2003.04297, 2020 (MoCo: He et al., CVPR 2020, arXiv:1911.05722)")
     family = "contrastive"
+    batch_terms = "gather"  # the key queue takes every rank's keys
     views = {"n_global": 2, "n_local": 0}
 
     def __init__(self, backbone: nn.Module, hidden_dim: int = 2048, out_dim: int = 128, queue_size: int = 4096,
@@ -75,13 +76,14 @@ class MoCoV2(Method):
             with torch.no_grad():
                 keys = self.key_encoder(x2)  # (B, out_dim)
             loss = info_nce(q, keys, self.temperature, negatives)
-        if self.training:
-            self._new_keys = F.normalize(keys.float(), dim=1)
+        if self.training:  # pushed view by view: every rank's view-1 keys, then view 2's (one process's order)
+            self._new_keys = F.normalize(keys.float(), dim=1).view(-1, batch.size, keys.shape[-1])
         return {"loss": loss, "features": h, "embeddings": z}
 
     @torch.no_grad()
     def on_step_end(self, progress: float) -> None:
         ema_update(self.key_encoder, nn.Sequential(self.backbone, self.projector), self.momentum)
         if self._new_keys is not None:
-            self.queue.push(self._new_keys)
+            for view_keys in self._new_keys:
+                self.queue.push(view_keys)
             self._new_keys = None

@@ -30,6 +30,7 @@ class MoCoV3(Method):
     paper = ("Chen, Xie, He. An Empirical Study of Training Self-Supervised Vision Transformers. "
              "ICCV 2021, arXiv:2104.02057")
     family = "contrastive"
+    batch_terms = "gather"  # every rank's keys are negatives
     views = {"n_global": 2, "n_local": 0}
 
     def __init__(self, backbone: nn.Module, hidden_dim: int = 2048, out_dim: int = 256, proj_layers: int = 2,

@@ -46,6 +46,7 @@ class MSBReg(Method):
     paper = ("Moon, Buracas, Park, Kim, Canny. An Embedding-Dynamic Approach to Self-supervised Learning. "
              "WACV 2024, arXiv:2207.03552")
     family = "distillation"
+    batch_terms = "gather"  # the singular values of every rank's embeddings
     views = {"n_global": 4, "n_local": 0}
     view_limits = {"n_global": (2, None), "n_local": (0, 0)}
 

@@ -123,6 +123,7 @@ class Mugs(Method):
     paper = ("Zhou, Zhou, Si, Yu, Ng, Yan. Mugs: A Multi-Granular Self-Supervised Learning Framework. "
              "arXiv:2203.14415, 2022")
     family = "distillation"
+    batch_terms = "gather"  # queues, memories and the center take every rank's samples
     aux_outputs = ("features",)  # the heads' outputs are not one embedding; auxiliaries get the features
     views = {"n_global": 2, "n_local": 6}
     view_limits = {"n_global": (2, 2), "n_local": (0, None)}
@@ -235,6 +236,7 @@ class Mugs(Method):
             student_features, teacher_features, instance, local_group = self._pending
             self.student_memory.push(student_features)  # global view 0 only, as the authors do
             self.teacher_memory.push(teacher_features)
-            self.instance_queue.push(instance)  # both global views
-            self.local_group_queue.push(local_group)
+            for queue, rows in ((self.instance_queue, instance), (self.local_group_queue, local_group)):
+                for view in rows.chunk(2):  # both global views, view by view: every rank's view 0, then view 1
+                    queue.push(view)
             self._pending = None

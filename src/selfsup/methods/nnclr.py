@@ -35,6 +35,7 @@ class NNCLR(Method):
     paper = ("Dwibedi, Aytar, Tompson, Sermanet, Zisserman. With a Little Help from My Friends: Nearest-Neighbor "
              "Contrastive Learning of Visual Representations. ICCV 2021, arXiv:2104.14548")
     family = "contrastive"
+    batch_terms = "gather"  # every rank's predictions are negatives; the support set takes every rank's
     views = {"n_global": 2, "n_local": 0}
 
     def __init__(self, backbone: nn.Module, hidden_dim: int = 2048, out_dim: int = 256, pred_hidden_dim: int = 4096,

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..distributed import gather, sum_over_ranks, world
 from ..errors import ConfigError
 from ..heads import mlp
 from ..losses.bow import bow_from_distances, bow_loss, perplexities, squared_distances, trim_border
@@ -37,7 +38,9 @@ class Vocabulary(nn.Module):
         dist = squared_distances(maps, self.words)  # (B, K, H, W)
         if update:
             m = self.distance_momentum
-            self.mean_min_distance.mul_(m).add_((1 - m) * dist.amin(dim=1).mean())
+            nearest = dist.amin(dim=1)  # (B, H, W); data parallel: the mean over every rank's locations
+            mean = sum_over_ranks(nearest.sum()) / (nearest.numel() * world()[1])
+            self.mean_min_distance.mul_(m).add_((1 - m) * mean)
         bow = bow_from_distances(dist, inv_delta, self.mean_min_distance)
         if update:
             self.push(self.sample(maps))
@@ -57,6 +60,7 @@ class Vocabulary(nn.Module):
     def push(self, new: torch.Tensor) -> None:
         """Queue update: the rows of new (n, C) become the newest words, the n oldest are dropped."""
         K = self.words.shape[0]
+        new = gather(new)  # data parallel: every rank's new words, rank-major, so the vocabularies stay equal
         self.words.copy_(torch.cat([new.to(self.words.dtype)[:K], self.words])[:K])
 
 
@@ -137,6 +141,7 @@ class OBoW(Method):
     paper = ("Gidaris, Bursuc, Puy, Komodakis, Cord, Pérez. OBoW: Online Bag-of-Visual-Words Generation for "
              "Self-Supervised Learning. CVPR 2021, arXiv:2012.11552")
     family = "distillation"
+    batch_terms = "gather"  # the vocabulary and its distance scale take every rank's features
     aux_outputs = ("features",)  # the head outputs word scores, not an embedding
     views = {"n_global": 2, "n_local": 5}
     view_limits = {"n_global": (2, 2), "n_local": (0, None)}

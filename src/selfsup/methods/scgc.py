@@ -70,6 +70,7 @@ class SCGC(Method):
     paper = ("Kulatilleke, Portmann, Chandra. SCGC: Self-Supervised Contrastive Graph Clustering. 2022, "
              "arXiv:2204.12656")
     family = "clustering"
+    batch_terms = "per_rank"  # the neighbourhood contrast and the cluster target see this rank's nodes
     views = {"n_global": 1, "n_local": 0}
     requires = ("nodes",)
     preferred_backbones = {"graph": "node_mlp"}

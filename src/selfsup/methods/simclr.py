@@ -26,6 +26,7 @@ class SimCLR(Method):
     paper = ("Chen, Kornblith, Norouzi, Hinton. A Simple Framework for Contrastive Learning of "
              "Visual Representations. ICML 2020, arXiv:2002.05709")
     family = "contrastive"
+    batch_terms = "gather"  # every rank's embeddings are negatives
     views = {"n_global": 2, "n_local": 0}
 
     def __init__(self, backbone: nn.Module, hidden_dim: int = 512, out_dim: int = 128, temperature: float = 0.5,

@@ -28,6 +28,7 @@ class SimSiam(Method):
 
     paper = ("Chen, He. Exploring Simple Siamese Representation Learning. CVPR 2021, arXiv:2011.10566")
     family = "distillation"
+    batch_terms = "local"  # a per-image cosine (BatchNorm is the trainer's)
     views = {"n_global": 2, "n_local": 0}
 
     def __init__(self, backbone: nn.Module, hidden_dim: int = 2048, out_dim: int = 2048, pred_hidden_dim: int = 512,

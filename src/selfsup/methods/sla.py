@@ -96,6 +96,7 @@ class SLA(Method):
     paper = ("Lee, Hwang, Shin. Self-supervised Label Augmentation via Input Transformations. ICML 2020, "
              "arXiv:1910.05872")
     family = "supervised"
+    batch_terms = "local"  # per-image cross-entropies and distillation
     views = {"n_global": 1, "n_local": 0}
     needs_labels = True
     aux_outputs = ("features",)  # heads are classifiers, not embeddings (see methods.base)

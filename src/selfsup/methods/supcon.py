@@ -27,6 +27,7 @@ class SupCon(Method):
     paper = ("Khosla, Teterwak, Wang, Sarna, Tian, Isola, Maschinot, Liu, Krishnan. Supervised Contrastive "
              "Learning. NeurIPS 2020, arXiv:2004.11362")
     family = "contrastive"
+    batch_terms = "gather"  # every rank's embeddings are positives or negatives
     views = {"n_global": 2, "n_local": 0}
     needs_labels = True
 

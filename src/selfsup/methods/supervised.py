@@ -42,6 +42,7 @@ class Supervised(Method):
     paper = ("He, Zhang, Ren, Sun. Deep Residual Learning for Image Recognition. CVPR 2016, arXiv:1512.03385 "
              "(the standard supervised training the self-supervised literature compares with)")
     family = "supervised"
+    batch_terms = "local"  # a per-image cross-entropy
     views = {"n_global": 1, "n_local": 0}
     needs_labels = True
     aux_outputs = ("features",)  # no projector, so no embeddings (see methods.base)

@@ -39,6 +39,7 @@ class SwAV(Method):
     paper = ("Caron, Misra, Mairal, Goyal, Bojanowski, Joulin. Unsupervised Learning of Visual Features by "
              "Contrasting Cluster Assignments. NeurIPS 2020, arXiv:2006.09882")
     family = "clustering"
+    batch_terms = "gather"  # Sinkhorn's marginals and the queue over every rank
     views = {"n_global": 2, "n_local": 6}
     view_limits = {"n_global": (2, None), "n_local": (0, None)}
 

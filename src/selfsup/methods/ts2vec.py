@@ -29,11 +29,16 @@ class TS2Vec(Method):
     the uniform average of the encoder's weights over all iterations (stochastic weight averaging);
     ``average=True`` keeps that average (a buffer of the checkpoint) and exports it as the encoder.
     The instance-level representation is the max over the steps (the backbone's ``forward``).
+
+    Data parallel (``batch_terms = "per_rank"``): the crops' overlap length is drawn once per batch
+    and each rank draws its own views, so the ranks' per-step representations differ in length and
+    cannot be gathered; the instance contrast takes its negatives from the rank's own share.
     """
 
     paper = ("Yue, Wang, Duan, Yang, Huang, Tong, Xu. TS2Vec: Towards Universal Representation of Time Series. "
              "AAAI 2022, arXiv:2106.10466")
     family = "contrastive"
+    batch_terms = "per_rank"  # each rank's crops overlap by their own length (see the docstring)
     requires = ("timesteps",)
     preferred_views = {"series": "ts2vec"}
     aux_outputs = ("features",)

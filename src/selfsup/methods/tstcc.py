@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..distributed import from_rank0
 from ..errors import ConfigError
 from ..heads import mlp
 from ..losses.contrastive import nt_xent
@@ -49,6 +50,7 @@ class TSTCC(Method):
     paper = ("Eldele, Ragab, Chen, Wu, Kwoh, Li, Guan. Time-Series Representation Learning via Temporal and "
              "Contextual Contrasting. IJCAI 2021, arXiv:2106.14112")
     family = "contrastive"
+    batch_terms = "gather"  # every rank's series are negatives, at rank 0's time step
     requires = ("timesteps",)
     preferred_views = {"series": "tstcc"}
 
@@ -80,7 +82,9 @@ class TSTCC(Method):
         if T <= self.horizon:
             raise ConfigError(f"tstcc predicts {self.horizon} steps ahead, and the series have {T} steps.",
                               f"use method.horizon={max(1, T // 4)} or longer series.")
-        t = int(torch.randint(T - self.horizon, (1,)))  # a random step, from the trainer's seeded RNG
+        # a random step, from the trainer's seeded RNG; rank 0's on every rank (data parallel: the other
+        # series of every rank, at the same step, are the negatives of the future prediction)
+        t = int(from_rank0(torch.randint(T - self.horizon, (1,)).to(z1.device)))
         tc1, c1 = self._temporal(z1, z2, t)
         tc2, c2 = self._temporal(z2, z1, t)
         p1, p2 = self.projector(c1), self.projector(c2)

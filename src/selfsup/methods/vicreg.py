@@ -25,6 +25,7 @@ class VICReg(Method):
     paper = ("Bardes, Ponce, LeCun. VICReg: Variance-Invariance-Covariance Regularization for "
              "Self-Supervised Learning. ICLR 2022, arXiv:2105.04906")
     family = "redundancy"
+    batch_terms = "gather"  # variance and covariance over every rank's embeddings
     views = {"n_global": 2, "n_local": 0}
 
     def __init__(self, backbone: nn.Module, hidden_dim: int = 2048, out_dim: int = 2048, sim_coeff: float = 25.0,
