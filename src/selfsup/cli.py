@@ -139,12 +139,14 @@ def _methods() -> None:
     from . import registry
 
     from .capabilities import describe
+    from .methods.base import BATCH_TERMS
 
     for name in registry.names("method"):
         cls = registry.get("method", name)
         defaults = ", ".join(f"{k}={v!r}" for k, v in registry.defaults(cls).items())
         needs = [describe(c) for c in cls.requires] + (["labels"] if cls.needs_labels else [])
         print(f"{name}  [{cls.family}]\n    paper: {cls.paper}\n    needs: {'; '.join(needs) or 'views of any kind of data'}"
+              f"\n    torchrun: {cls.batch_terms} ({BATCH_TERMS.get(cls.batch_terms, '?')})"
               f"\n    defaults: {defaults or '(none)'}")
     print("\nauxiliary objectives (add to a method with method.aux=[{name: ..., weight: ...}]):")
     for name in registry.names("auxiliary"):
