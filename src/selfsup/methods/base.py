@@ -44,6 +44,11 @@ Class attributes a method sets:
   taken within each rank's share, which differs from one process at batch B (the method's
   docstring and ``tests/test_distributed_registry.py`` say why). Randomness drawn inside
   ``forward`` (masks, mixup partners) comes from each rank's own RNG in every case.
+- ``find_unused_parameters``: True (class or instance) for a method whose parameters that require
+  a gradient may get none in some steps (DINO's and Mugs' last layer and SwAV's prototypes, frozen
+  for the first steps); under torchrun DDP then looks for them after each forward
+  (``train.loop.data_parallel``). EMA teachers and other copies without gradients are made with
+  ``requires_grad=False`` and need nothing.
 - ``requires``: capabilities beyond joint embeddings of views (``selfsup.capabilities``): pixels,
   feature maps, tokens, mixable samples. A method that only combines backbone outputs of its views
   requires nothing and works on every modality; the trainer refuses a run whose data or backbone
@@ -130,6 +135,7 @@ class Method(nn.Module):
 
     aux_outputs: ClassVar[tuple[str, ...]] = ("features", "embeddings")
     embedding_dim: int | None = None  # width of the ``embeddings`` forward returns (set by methods that return them)
+    find_unused_parameters: bool = False  # some trainable parameters get no gradient in some steps (see above)
 
     def __init__(self, backbone: nn.Module):
         super().__init__()

@@ -68,6 +68,7 @@ class DINO(Method):
         self.teacher_temperature_warmup, self.center_momentum = teacher_temperature_warmup, center_momentum
         self.momentum_at = MomentumSchedule("dino", base_momentum, final_momentum)
         self.freeze_last_layer = freeze_last_layer
+        self.find_unused_parameters = freeze_last_layer > 0  # the frozen last layer gets no gradient (under DDP)
         self.head = DINOHead(backbone.dim, out_dim, hidden_dim, bottleneck_dim, norm_last_layer, use_bn_in_head)
         self.teacher = frozen_copy(nn.Sequential(backbone, self.head))
         self.register_buffer("center", torch.zeros(1, out_dim))  # (1, K)

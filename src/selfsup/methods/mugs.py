@@ -166,6 +166,7 @@ class Mugs(Method):
         self.weights = weights
         self.momentum_at = MomentumSchedule("mugs", base_momentum, final_momentum)
         self.freeze_last_layer = freeze_last_layer
+        self.find_unused_parameters = freeze_last_layer > 0  # the frozen last layer gets no gradient (under DDP)
         norm = "bn" if use_bn_in_head else None
         self.instance_projector = mlp([D, hidden_dim, hidden_dim, out_dim], norm=norm, act=nn.GELU)
         self.instance_predictor = mlp([out_dim, pred_hidden_dim, out_dim], norm=None, act=nn.GELU)

@@ -55,6 +55,7 @@ class SwAV(Method):
                               "use e.g. queue_length=3840, queue_start=0.15, or queue_length=0 for no queue.")
         self.temperature, self.epsilon, self.sinkhorn_iterations = temperature, epsilon, sinkhorn_iterations
         self.queue_start, self.freeze_prototypes = queue_start, freeze_prototypes
+        self.find_unused_parameters = freeze_prototypes > 0  # the frozen prototypes get no gradient (under DDP)
         self.projector = mlp([backbone.dim, hidden_dim, out_dim])
         self.prototypes = nn.Linear(out_dim, n_prototypes, bias=False)  # weight (K, out_dim)
         self.embedding_dim = out_dim

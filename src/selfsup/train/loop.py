@@ -68,6 +68,45 @@ class RunResult:
     main: bool = True  # False on the ranks of a data-parallel run other than 0 (which writes the outputs)
 
 
+class StepForward(torch.nn.Module):
+    """One step's forward: the auxiliaries' changes to the views, the method's forward, the
+    auxiliaries' losses added. Under DDP all three run inside DDP's forward, so that its search for
+    parameters without a gradient (``find_unused_parameters``) starts from the auxiliaries' losses too."""
+
+    def __init__(self, method: torch.nn.Module):
+        super().__init__()
+        self.method = method
+
+    def forward(self, batch: Batch) -> dict:
+        auxiliaries.before(self.method, batch)
+        return auxiliaries.add_losses(self.method, batch, self.method(batch))
+
+
+def data_parallel(method: torch.nn.Module, device: torch.device) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """(the method, the module the step calls): on one process the method itself and its
+    StepForward; under torchrun the method with BatchNorm over every rank (torch's SyncBatchNorm on
+    CUDA, ``distributed.GlobalBatchNorm`` elsewhere) and its StepForward in DDP, which averages the
+    gradients over the ranks.
+
+    DDP looks for parameters that get no gradient in a step (``find_unused_parameters``) only for a
+    method that declares it may leave some (``Method.find_unused_parameters``: DINO's and Mugs' last
+    layer and SwAV's prototypes, frozen for the first 1% of the steps). Without the search DDP waits
+    for their gradients and fails at the next step ("Expected to have finished reduction in the
+    prior iteration"); with it, a parameter that no rank used keeps ``grad=None``, as on one process,
+    so the optimizer leaves it alone (tests/test_ddp_unused_parameters.py). The search walks the
+    autograd graph after every forward, so the other methods do without it."""
+    if distributed.world()[1] == 1:
+        return method, StepForward(method)
+    if device.type == "cuda":
+        method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)
+    else:
+        method = distributed.global_batchnorm(method)
+    step = torch.nn.parallel.DistributedDataParallel(
+        StepForward(method), device_ids=[device.index] if device.type == "cuda" else None,
+        find_unused_parameters=bool(getattr(method, "find_unused_parameters", False)))
+    return method, step
+
+
 def _log(path: Path, record: dict) -> None:
     try:
         with open(path, "a") as f:
@@ -163,14 +202,7 @@ def _train_ranks(config: RunConfig, resume: bool, stop_after: int | None, stop: 
     if ranks.main:
         write_run_files(run)
     ranks.barrier()
-    forward = method
-    if ranks.size > 1:  # data parallel: gradients averaged over the ranks; BatchNorm over the global batch
-        if device.type == "cuda":
-            method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)
-        else:
-            method = distributed.global_batchnorm(method)
-        forward = torch.nn.parallel.DistributedDataParallel(method, device_ids=[device.index] if device.type == "cuda"
-                                                            else None)
+    method, forward = data_parallel(method, device)  # torchrun: DDP; BatchNorm over the global batch
 
     streaming = getattr(train_set, "streaming", False)  # shards (data/shards.py): batches come from a stream
     if streaming:
@@ -319,8 +351,7 @@ def _train_ranks(config: RunConfig, resume: bool, stop_after: int | None, stop: 
         if buffers:
             torch._foreach_copy_(buffer_backup, buffers)
         with autocast(device, dtype):
-            auxiliaries.before(method, batch)
-            out = auxiliaries.add_losses(method, batch, forward(batch))
+            out = forward(batch)
         loss = out["loss"]
         fault = None if torch.isfinite(loss.detach()).item() else f"the loss became {float(loss.detach())}"
         if ranks.any(fault is not None) and fault is None:  # another rank's loss: every rank skips alike
