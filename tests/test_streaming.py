@@ -15,7 +15,7 @@ pytest.importorskip("webdataset")
 from selfsup import config as C  # noqa: E402
 from selfsup.cli import main  # noqa: E402
 from selfsup.data import load_dataset  # noqa: E402
-from selfsup.data.shards import ShardSet, epoch_layout, load_shards, read_manifest, write_shards  # noqa: E402
+from selfsup.data.shards import ShardSet, epoch_layout, load_shards, read_manifest  # noqa: E402
 from selfsup.errors import DataError  # noqa: E402
 from tests.conftest import assert_resume_bit_identical  # noqa: E402
 
