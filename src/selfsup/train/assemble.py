@@ -50,13 +50,16 @@ def layout_of(config: RunConfig, method_cls: type[Method]) -> dict:
 
 
 def initial_encoder(config: RunConfig, plugin, train_set):
-    """The encoder `train.init_from` names (a run directory or an exported encoder), checked against
+    """The encoder `train.init_from` names (a run directory or an exported encoder, or
+    ``timm:MODEL[=FILE]``: `timm_encoder`), checked against
     the run: same kind of data, same input spec, and the backbone the config asks for (``auto``
     takes the encoder's). Continual pretraining goes on from its weights and keeps its input
     normalization, so that the new data reaches the backbone scaled as the old data did."""
     from ..encoder import load_encoder
 
     path = config.train.init_from
+    if path.startswith("timm:"):
+        return timm_encoder(config, plugin, train_set)
     encoder = load_encoder(path)
     spec = dict(getattr(encoder.backbone, "spec", None) or {})
     name = spec.pop("name", None)
@@ -79,6 +82,31 @@ def initial_encoder(config: RunConfig, plugin, train_set):
         raise ConfigError(f"train.init_from '{path}' has backbone options {options}; the config sets "
                           f"{dict(config.backbone.options)}.", "drop the backbone options: they come with the encoder.")
     return encoder, name
+
+
+def timm_encoder(config: RunConfig, plugin, train_set):
+    """`train.init_from=timm:MODEL[=FILE]`: an encoder of the registered ``timm`` backbone holding
+    timm's pretrained weights of MODEL (FILE, or timm's cache on this machine; never downloaded) and
+    the input normalization of its pretraining (``backbones/timm_backbone.pretrained``), so that the
+    new data reaches the backbone scaled as ImageNet (or whatever it saw) did."""
+    from ..backbones.timm_backbone import parse_source, pretrained
+    from ..encoder import Encoder
+
+    path = config.train.init_from
+    model, _ = parse_source(path)
+    if not encodes(registry.get("backbone", "timm"), plugin):
+        raise ConfigError(f"train.init_from '{path}' is a timm image model; '{config.data.name}' holds {plugin.nouns}.",
+                          "start from a timm model on image data, or from an encoder trained on this kind of data.")
+    wanted = config.backbone.name
+    if wanted not in ("auto", "timm"):
+        raise ConfigError(f"train.init_from '{path}' gives a 'timm' backbone; the config asks for {wanted!r}.",
+                          "use --backbone timm (or auto), or drop train.init_from.")
+    if config.backbone.options and dict(config.backbone.options) != {"model": model}:
+        raise ConfigError(f"train.init_from '{path}' sets the timm model; the config sets backbone options "
+                          f"{dict(config.backbone.options)}.", "drop the backbone options: the model comes from "
+                          "train.init_from.")
+    backbone, mean, std = pretrained(path, **train_set.input_spec())
+    return Encoder(backbone, mean, std, plugin.name), "timm"
 
 
 def check_fit(config: RunConfig, method_cls: type[Method], plugin, backbone_name: str, dataset) -> None:
