@@ -1,5 +1,6 @@
 """Real torchrun launches on the CPU (gloo): 2 processes pretrain, write their outputs once, and a
-run killed mid-way resumes to the weights of an uninterrupted one."""
+run killed mid-way resumes to the weights of an uninterrupted one; evaluation after pretraining,
+`selfsup evaluate` and `selfsup embed` split over 2 processes give one process's files."""
 from __future__ import annotations
 
 import os
@@ -98,3 +99,62 @@ def test_resume_with_another_number_of_processes_reshards(fmnist_npz, tmp_path):
     assert more.returncode == 0, more.stderr
     assert "written by 2 process(es), this run has 1" in more.stderr
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 14
+
+
+TINY = ["--set", "backbone.width=8", "--set", "method.hidden_dim=32", "--set", "method.out_dim=16"]
+
+
+def launch(*args, nproc=2):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", "selfsup.cli", *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+
+
+def one_process(*args):
+    from selfsup.cli import run
+
+    assert run([str(a) for a in args]) == 0
+
+
+def test_evaluation_and_embed_split_over_two_processes_match_one(fmnist_split_dir, tmp_path):
+    """2 processes pretrain and evaluate (knn, rankme on 500 train / 200 test rows); then `selfsup
+    evaluate` and `selfsup embed` of that run under torchrun give what one process gives: the same
+    cached feature files (bit for bit: the ranks' shares are cut at whole forward chunks), the same
+    numbers, and byte-identical embedding files (500 rows and --batch-size 64: rounds of 2 x 64 rows,
+    the last one uneven). Rank 0 alone prints and writes."""
+    import json
+    import shutil
+
+    train, test = fmnist_split_dir / "train.npz", fmnist_split_dir / "test.npz"
+    run = tmp_path / "run"
+    done = launch("pretrain", "--data", train, "--method", "simclr", "--steps", 2, "--batch-size", 32, "--out", run,
+                  "--no-progress", *TINY, "--set", f"data.test_split={test}", "--set", "eval.protocols=[knn,rankme]")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("run directory:") == 1 and done.stdout.count("knn: accuracy=") == 1
+    trained = json.loads((run / "results.json").read_text())
+
+    copies = {}
+    for name in ("one", "two"):  # evaluate copies of the run without its feature cache
+        copies[name] = tmp_path / name
+        shutil.copytree(run, copies[name], ignore=shutil.ignore_patterns("features"))
+    one_process("evaluate", copies["one"], "--data", train, "--test-split", test, "--protocols", "knn,rankme")
+    done = launch("evaluate", copies["two"], "--data", train, "--test-split", test, "--protocols", "knn,rankme")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("knn: accuracy=") == 1
+    results = {name: json.loads((path / "results.json").read_text()) for name, path in copies.items()}
+    assert results["two"]["knn"] == results["one"]["knn"]
+    assert results["two"]["rankme"] == results["one"]["rankme"]
+    features = {name: {f.name: f.read_bytes() for f in (path / "features").glob("*.npy")}
+                for name, path in {**copies, "trained": run}.items()}
+    assert len(features["one"]) == 2 and features["two"] == features["one"]  # train and test features, bit for bit
+    assert features["trained"] == features["one"]  # the evaluation after pretraining on 2 processes too
+    assert trained["knn"] == results["one"]["knn"] and trained["rankme"] == results["one"]["rankme"]
+
+    one_process("embed", run, "--data", train, "--out", tmp_path / "one.npy", "--batch-size", 64)
+    done = launch("embed", run, "--data", train, "--out", tmp_path / "two.npy", "--batch-size", 64)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("wrote ") == 1
+    for suffix in (".npy", ".ids.txt", ".labels.npy"):
+        assert (tmp_path / f"two{suffix}").read_bytes() == (tmp_path / f"one{suffix}").read_bytes(), suffix
+    assert not list(tmp_path.glob("two.npy.part*"))

@@ -45,17 +45,41 @@ def pretrain(config: C.RunConfig | dict | str | os.PathLike | None = None, *, da
     (``"section.key=value"`` strings) take precedence. Returns the trainer's RunResult with
     ``results`` filled in (also written to ``<out>/results.json``).
     """
-    from .train.loop import train
+    from . import distributed
+    from .train.hardware import resolve_device
 
     cfg = _as_config(config, {"data__name": data, "method__name": method, "backbone__name": backbone,
                               "train__steps": steps, "train__batch_size": batch_size, "optim__lr": lr,
                               "train__seed": seed, "train__device": device,
                               "out": None if out is None else str(out)}, overrides)
+    # a torchrun launch: the process group lives through training and the evaluation after it
+    _, started = distributed.start(resolve_device(cfg.train.device))
+    try:
+        return _pretrain(cfg, resume, evaluate, report)
+    finally:
+        if started:
+            distributed.end()
+
+
+def _pretrain(cfg: C.RunConfig, resume: bool, evaluate: bool, report: bool):
+    from . import distributed
+    from .train.loop import train
+
     run = train(cfg, resume=resume)
+    evaluating = evaluate and cfg.data.test_split
+    if distributed.world()[1] > 1 and evaluating:
+        # Every rank extracts a share of the features (evaluation.features.RankShare); rank 0 runs the
+        # protocols and writes. The others read the encoder rank 0 exported, so all use its bits.
+        distributed.Ranks(run.device).barrier()
+        if not run.main:
+            encoder = load_encoder(run.run_dir / "encoder", device=run.device).eval()
+            _evaluate_datasets(encoder, run.train_set, cfg.data.name, cfg.data.test_split, cfg.data.root,
+                               cfg.data.image_size, cfg.eval, run.run_dir, run.device, amp=run.dtype is not None,
+                               seed=cfg.train.seed, report=report, strict=False)
     if not run.main:  # a data-parallel run's other ranks: rank 0 writes the results, evaluates and reports
         return run
     _write_results(run.run_dir, run.results)
-    if evaluate and cfg.data.test_split:
+    if evaluating:
         probe_set = run.train_set
         if getattr(probe_set, "streaming", False):
             # From shards, the probes fit on the source's train split in memory (the shards read back
@@ -108,7 +132,10 @@ def _write_report(run_dir: Path, results: dict, embeddings=None, class_names=Non
 def _say(text: str) -> None:
     import sys
 
-    print(text, file=sys.stderr, flush=True)
+    from .distributed import world
+
+    if world()[0] == 0:  # under torchrun, rank 0 speaks
+        print(text, file=sys.stderr, flush=True)
 
 
 def _test_set(name: str, test_split: str | None, root, image_size, schema):
@@ -132,10 +159,14 @@ def _evaluate_datasets(encoder: Encoder, train_set, name: str, test_split: str |
                        eval_cfg: C.EvalConfig, run_dir: Path | None, device, amp: bool, seed: int,
                        report: bool, strict: bool = True) -> dict:
     """Run the protocols; with ``strict=False`` (after pretraining) a missing test split or missing
-    labels skip the supervised protocols with a note instead of failing."""
+    labels skip the supervised protocols with a note instead of failing.
+
+    Under torchrun every rank calls it: each reads the data, rank 0 runs the protocols and writes the
+    results and report, and the feature extractions of the train and test splits are split over the
+    ranks (evaluation.features.RankShare); the other ranks return {}."""
     from . import registry
     from .evaluation import evaluate as run_protocols
-    from .evaluation.features import cached_features
+    from .evaluation.features import RankShare, cached_features
 
     # a table's test split is encoded like its train split
     try:
@@ -170,20 +201,25 @@ def _evaluate_datasets(encoder: Encoder, train_set, name: str, test_split: str |
         protocols = tuple(p for p in protocols if p not in needs_labels)
     cache_dir = None if run_dir is None else Path(run_dir) / "features"
     knn = {"knn_k": eval_cfg.knn_k, "knn_temperature": eval_cfg.knn_temperature} if "knn" in protocols else {}
-    results = run_protocols(encoder, train_set, test_set, protocols=protocols, cache_dir=cache_dir,
-                            device=device, seed=seed, amp=amp, batch_size=eval_cfg.batch_size, strict=strict,
-                            progress=lambda text: _say(f"evaluate: {text}"), **knn)
-    if run_dir is not None:
-        embeddings = None
-        if report:
-            shown = test_set if test_set is not None else train_set
-            feats = cached_features(encoder, shown, cache_dir=cache_dir, device=device, amp=amp,
-                                    batch_size=eval_cfg.batch_size)
-            embeddings = (feats, shown.labels)
-            _say(f"evaluate: writing the report ({Path(run_dir) / 'report.md'})")
-            _write_report(Path(run_dir), results, embeddings, shown.classes)
-        else:
-            _write_results(Path(run_dir), results)
+    share = RankShare(encoder, [train_set, test_set], device)
+    if not share.main:
+        share.serve()
+        return {}
+    with share:  # rank 0
+        results = run_protocols(encoder, train_set, test_set, protocols=protocols, cache_dir=cache_dir,
+                                device=device, seed=seed, amp=amp, batch_size=eval_cfg.batch_size, strict=strict,
+                                progress=lambda text: _say(f"evaluate: {text}"), **knn)
+        if run_dir is not None:
+            embeddings = None
+            if report:
+                shown = test_set if test_set is not None else train_set
+                feats = cached_features(encoder, shown, cache_dir=cache_dir, device=device, amp=amp,
+                                        batch_size=eval_cfg.batch_size)
+                embeddings = (feats, shown.labels)
+                _say(f"evaluate: writing the report ({Path(run_dir) / 'report.md'})")
+                _write_report(Path(run_dir), results, embeddings, shown.classes)
+            else:
+                _write_results(Path(run_dir), results)
     return results
 
 
@@ -247,13 +283,30 @@ def evaluate(encoder: Encoder | str | os.PathLike, data: str | None = None, *, t
     from the run's config.yaml); an encoder without a run needs it. When `encoder` is a run
     directory, results are merged into its ``results.json`` (one key per protocol) and its report is
     refreshed; features are cached under ``<run>/features``.
+
+    Launched with torchrun, every process reads the data and extracts a share of the features
+    (contiguous rows, gathered in order: the same features as one process); rank 0 runs the
+    protocols, writes and returns the results, the other ranks write nothing and return {}.
     """
+    from . import distributed
+    from .train.hardware import resolve_device
+
+    dev, started = distributed.start(resolve_device(device))  # a torchrun launch joins its process group
+    try:
+        return _evaluate(encoder, data, train_split, test_split, root, image_size, protocols, knn_k, knn_temperature,
+                         dev, seed, report)
+    finally:
+        if started:
+            distributed.end()
+
+
+def _evaluate(encoder, data, train_split, test_split, root, image_size, protocols, knn_k, knn_temperature, dev, seed,
+              report) -> dict:
     from .data import load_dataset
-    from .train.hardware import resolve_device, resolve_precision
+    from .train.hardware import resolve_precision
 
     data, root, train_split, test_split, image_size = resolve_data([encoder], data, root, train_split, test_split,
                                                                    image_size)
-    dev = resolve_device(device)
     run_dir = None
     if not isinstance(encoder, torch.nn.Module):
         path = Path(encoder)
@@ -468,14 +521,30 @@ def embed(encoder: Encoder | str | os.PathLike, data: str | None = None, out: st
     rerun with the same encoder, data and device continues where it stopped and produces the same
     bytes as an uninterrupted one. `out` and its side files appear only complete (atomic renames);
     the work files are removed at the end.
+
+    Launched with torchrun, every process reads the data and takes blocks of rows in turn; rank 0
+    gathers them in order and alone writes (the same bytes as one process on the same CPU) and
+    returns `out`; the other ranks write nothing.
     """
+    from . import distributed
+    from .train.hardware import resolve_device
+
+    dev, started = distributed.start(resolve_device(device))  # a torchrun launch joins its process group
+    try:
+        return _embed(encoder, data, out, split, root, image_size, batch_size, dev)
+    finally:
+        if started:
+            distributed.end()
+
+
+def _embed(encoder, data, out, split, root, image_size, batch_size, dev) -> Path:
     import hashlib
     import sys
 
     from .data import load_dataset
+    from .distributed import world
     from .errors import disk_error
     from .evaluation.features import FORWARD_CHUNK, _data_hash, extract_to_file, weights_hash
-    from .train.hardware import resolve_device
 
     if out is None:
         raise ConfigError("no output file given.", "pass out='embeddings.parquet' (or *.npy).")
@@ -487,7 +556,6 @@ def embed(encoder: Encoder | str | os.PathLike, data: str | None = None, out: st
         raise ConfigError(f"batch size {batch_size!r} is not a positive integer.", "pass e.g. --batch-size 256.")
     data, root, _, _, image_size = resolve_data([encoder], data, root, None, None, image_size)
     writable(out, "the embeddings")
-    dev = resolve_device(device)
     if not isinstance(encoder, torch.nn.Module):
         encoder = load_encoder(encoder, device=dev)
     encoder = encoder.to(dev).eval()
@@ -501,6 +569,8 @@ def embed(encoder: Encoder | str | os.PathLike, data: str | None = None, out: st
         # fp32 here: embeddings are an export and should not depend on the CPU's bf16 support
         feats = extract_to_file(encoder, dataset.samples, work, key, batch_size=batch_size, device=dev, amp=False,
                                 progress=f"embed: {dataset.name}")
+        if world()[0] != 0:  # torchrun: every rank extracted a share; rank 0 writes
+            return out
         _write_embeddings(out, feats, dataset)
     except OSError as exc:
         raise disk_error(exc, out, "the embeddings") from exc

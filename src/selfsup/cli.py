@@ -208,6 +208,11 @@ def run(argv: list[str] | None = None) -> int:
         seeds = args.seeds or [args.seed]
         if len(args.encoders) > 1 or args.checkpoints != "final" or len(seeds) > 1 or args.out or options \
                 or protocols == ["all"]:
+            if _launched_rank() > 0:  # a study runs in one process: under torchrun, rank 0 runs it alone
+                return 0
+            if _launched_rank() == 0:
+                print("note: a study (several encoders, checkpoints or seeds, --out, --option or all) runs in one "
+                      "process; the other torchrun processes exit", file=sys.stderr)
             out = args.out or "evaluation"
             rows = study(args.encoders, data=args.data, root=args.root, train_split=args.train_split,
                          test_split=args.test_split, protocols="all" if protocols == ["all"] else protocols,
@@ -224,7 +229,8 @@ def run(argv: list[str] | None = None) -> int:
 
         path = embed(args.encoder, data=args.data, root=args.root, out=args.out, split=args.split,
                      batch_size=args.batch_size, device=args.device or "auto")
-        print(f"wrote {path}")
+        if _launched_rank() <= 0:  # under torchrun rank 0 wrote it
+            print(f"wrote {path}")
     elif args.command == "shard":
         from .api import shard
 
@@ -253,6 +259,13 @@ def run(argv: list[str] | None = None) -> int:
         except OSError as exc:
             raise disk_error(exc, Path(args.run) / "report.md", "the report") from exc
     return 0
+
+
+def _launched_rank() -> int:
+    """This process's rank in a torchrun launch of more than one process; -1 outside one."""
+    import os
+
+    return int(os.environ.get("RANK", "0")) if int(os.environ.get("WORLD_SIZE", "1")) > 1 else -1
 
 
 def _protocol_options(items: list[str]) -> dict:

@@ -102,18 +102,62 @@ def from_rank0(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+def object_from_rank0(obj):
+    """Rank 0's `obj` (any picklable value) on every rank; `obj` itself outside a process group."""
+    if world()[1] == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0, group=_group())
+    return box[0]
+
+
+def rank_rows(n: int, rank: int, size: int, align: int = 1) -> tuple[int, int]:
+    """[start, stop): rank `rank`'s contiguous share of `n` rows over `size` ranks, cut only at
+    multiples of `align` (whole blocks of `align` rows, as even as they go; a rank may get none)."""
+    blocks = -(-n // align)
+    return min(n, blocks * rank // size * align), min(n, blocks * (rank + 1) // size * align)
+
+
+def gather_rows(x: torch.Tensor, dst: int = 0) -> torch.Tensor | None:
+    """Every rank's rows (n_r, ...) concatenated in rank order on rank `dst`, None on the others;
+    `x` itself outside a process group. The ranks' row counts may differ (0 too: such a rank may
+    pass any (0, ...) tensor of the same dimensions and dtype): each share is padded to the largest,
+    gathered and trimmed. No gradient. On NCCL the rows travel through this rank's GPU."""
+    rank, size = world()
+    if size == 1:
+        return x
+    group = _group()
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend(group) == "nccl" else torch.device("cpu")
+    shape = torch.tensor([x.shape[0], *x.shape[1:]], dtype=torch.int64, device=device)
+    shapes = [torch.empty_like(shape) for _ in range(size)]
+    dist.all_gather(shapes, shape, group=group)
+    counts = [int(s[0]) for s in shapes]
+    trailing = torch.stack(shapes)[:, 1:].amax(0).tolist()  # a rank without rows may not know the width
+    padded = torch.zeros([max(counts), *trailing], dtype=x.dtype, device=device)
+    if x.shape[0]:
+        padded[:x.shape[0]] = x.detach()
+    parts = [torch.empty_like(padded) for _ in range(size)] if rank == dst else None
+    dist.gather(padded, parts, dst=dst, group=group)
+    if rank != dst:
+        return None
+    return torch.cat([part[:n] for part, n in zip(parts, counts)]).to(x.device)
+
+
 def start(device: torch.device) -> tuple[torch.device, bool]:
     """Join the process group that torchrun describes ($WORLD_SIZE > 1, $RANK, $LOCAL_RANK, the
     rendezvous in $MASTER_ADDR/$MASTER_PORT): NCCL on CUDA, gloo on the CPU; each rank's device is
     cuda:$LOCAL_RANK on GPUs. Returns (the device to use, whether this call started the group, so
-    that the caller ends it). Outside torchrun: (`device`, False)."""
+    that the caller ends it). Outside torchrun: (`device`, False). In a group started already (pretrain
+    keeps it for the evaluation after training) it only picks the device."""
     import os
 
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return device, False
     if device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
+    if dist.is_initialized():
+        return device, False
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return device, True
 

@@ -131,20 +131,96 @@ def extract_features(encoder: nn.Module, images: torch.Tensor, batch_size: int =
     `progress`: a label (e.g. "features of fashion-mnist test") for progress lines on stderr when
     the extraction takes more than a few seconds; None is silent.
     """
+    return _extract_rows(encoder, images, 0, count(images), batch_size, device, amp, progress)
+
+
+def _extract_rows(encoder: nn.Module, samples, first: int, last: int, batch_size: int, device, amp: bool,
+                  progress: str | None) -> torch.Tensor:
+    """Features of samples[first:last] (`first` a multiple of FORWARD_CHUNK), see extract_features."""
     device = torch.device(device)
     rows = _block_rows(batch_size)
-    total = count(images)
-    if total == 0:
+    if last <= first:
         return torch.zeros(0, getattr(encoder, "dim", 0))
-    report = _RowProgress(progress, total)
+    report = _RowProgress(progress, last - first)
     chunks = []
     with _frozen(encoder, device):
-        for start in range(0, total, rows):
-            chunks.append(_forward_block(encoder, images, start, min(start + rows, total), device, amp))
+        for start in range(first, last, rows):
+            chunks.append(_forward_block(encoder, samples, start, min(start + rows, last), device, amp))
             report.advance(len(chunks[-1]))
     report.close()
     # torch.cat outside inference mode gives an ordinary tensor that autograd (the linear probe) accepts.
     return torch.cat(chunks)
+
+
+_SHARES: list = []  # the RankShare rank 0 is inside (cached_features asks it)
+
+
+class RankShare:
+    """Feature extraction split over the ranks of a torchrun launch, for evaluation: every rank
+    builds one with the same encoder weights and the same `datasets` (the train and test splits);
+    rank 0 enters it (``with share:``) and runs the protocols and the report as one process would,
+    while every other rank calls :meth:`serve`. Whenever rank 0's :func:`cached_features` misses its
+    cache for one of `datasets` with this encoder, it broadcasts which, each rank extracts a
+    contiguous share of the rows (cut at multiples of FORWARD_CHUNK, so every forward pass holds
+    the rows it holds on one process: the features are bit-identical to one process's on the same
+    CPU), and rank 0 gathers them in row order. Leaving the ``with`` (also by an exception) tells
+    the others to stop; they write nothing. Outside a process group it does nothing, and
+    ``main`` is True."""
+
+    def __init__(self, encoder: nn.Module, datasets, device: str | torch.device):
+        from ..distributed import world
+
+        self.rank, self.size = world()
+        self.main = self.rank == 0
+        self.encoder, self.device = encoder, torch.device(device)
+        self.datasets = [d for d in datasets if d is not None]
+
+    def __enter__(self) -> "RankShare":
+        if self.size > 1:
+            _SHARES.append(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        from ..distributed import object_from_rank0
+
+        if self.size > 1:
+            _SHARES.remove(self)
+            object_from_rank0(None)  # the other ranks stop serving
+
+    def serve(self) -> None:
+        """On ranks other than 0: take part in rank 0's extractions until it leaves the share."""
+        from ..distributed import object_from_rank0
+
+        while (request := object_from_rank0(None)) is not None:
+            index, batch_size, amp = request
+            self._extract(self.datasets[index], batch_size, amp, None)
+
+    def extract(self, encoder: nn.Module, dataset, batch_size: int, amp: bool, progress: str | None) -> torch.Tensor | None:
+        """On rank 0: the features of `dataset`, extracted by every rank; None when this share does
+        not cover it (another encoder or dataset: the caller extracts alone)."""
+        from ..distributed import object_from_rank0
+
+        index = next((i for i, d in enumerate(self.datasets) if d is dataset), None)
+        if encoder is not self.encoder or index is None:
+            return None
+        object_from_rank0((index, batch_size, amp))
+        return self._extract(dataset, batch_size, amp, progress)
+
+    def _extract(self, dataset, batch_size: int, amp: bool, progress: str | None) -> torch.Tensor | None:
+        from ..distributed import gather_rows, rank_rows
+
+        first, last = rank_rows(count(dataset.samples), self.rank, self.size, FORWARD_CHUNK)
+        return gather_rows(_extract_rows(self.encoder, dataset.samples, first, last, batch_size, self.device, amp,
+                                         progress))
+
+
+def _features_of(encoder: nn.Module, dataset, batch_size: int, device, amp: bool, progress: str | None) -> torch.Tensor:
+    """extract_features of `dataset.samples`, split over the ranks inside a RankShare that covers it."""
+    if _SHARES:
+        features = _SHARES[-1].extract(encoder, dataset, batch_size, amp, progress)
+        if features is not None:
+            return features
+    return extract_features(encoder, dataset.samples, batch_size, device, amp, progress)
 
 
 def extract_to_file(encoder: nn.Module, images: torch.Tensor, work: str | os.PathLike, key: str,
@@ -160,26 +236,40 @@ def extract_to_file(encoder: nn.Module, images: torch.Tensor, work: str | os.Pat
     byte-identical to an uninterrupted one, whatever `batch_size` either call used. A record with
     another key (other weights, data, device or torch version), or a damaged one, starts over.
     `key` must cover everything the features depend on. Returns the (N, D) rows, memory-mapped.
+
+    In a process group (torchrun) every rank calls it: the ranks take blocks of `batch_size` rows
+    in turn (rank r the r-th block of each round of N blocks), rank 0 gathers each round in row
+    order and alone writes the file and the record; it returns None on the other ranks. Blocks
+    start at multiples of FORWARD_CHUNK, so the file holds one process's bytes (on the same CPU), and
+    a partial file resumes with any number of processes.
     """
+    from ..distributed import gather_rows, object_from_rank0, world
     from ..files import atomic_write
 
     device = torch.device(device)
     rows = _block_rows(batch_size)
+    rank, size = world()
     work = Path(work)
     record = work.with_name(work.name + ".json")
     total = count(images)
-    done, dim = _resume_point(work, record, key, total)
-    if done:
+    done, dim = object_from_rank0(_resume_point(work, record, key, total) if rank == 0 else None)
+    if done and rank == 0:
         print(f"resuming from {display_path(work)}: {done} of {total} rows were done", file=sys.stderr)
-    with open(work, "r+b" if done else "wb") as f:
-        if dim is not None:
+    with open(work, "r+b" if done else "wb") if rank == 0 else contextlib.nullcontext() as f:
+        if dim is not None and f is not None:
             f.truncate(done * dim * 4)
             f.seek(done * dim * 4)
         if done < total:
-            report = _RowProgress(progress, total, done)
+            report = _RowProgress(progress if rank == 0 else None, total, done)
             with _frozen(encoder, device):
-                for start in range(done, total, rows):
-                    block = _forward_block(encoder, images, start, min(start + rows, total), device, amp).numpy()
+                for start in range(done, total, rows * size):  # each rank a block of `rows` in turn
+                    first = min(start + rank * rows, total)
+                    last = min(first + rows, total)
+                    part = _forward_block(encoder, images, first, last, device, amp) if first < last else torch.zeros(0, 0)
+                    block = gather_rows(part)
+                    if rank != 0:
+                        continue
+                    block = block.numpy()
                     report.advance(len(block))
                     dim = block.shape[1]
                     f.write(np.ascontiguousarray(block, dtype="<f4").tobytes())
@@ -188,6 +278,8 @@ def extract_to_file(encoder: nn.Module, images: torch.Tensor, work: str | os.Pat
                     state = {"format": PROGRESS_FORMAT, "key": key, "rows": start + len(block), "total": total, "dim": dim}
                     atomic_write(record, lambda tmp, state=state: Path(tmp).write_text(json.dumps(state)))
             report.close()
+    if rank != 0:
+        return None
     if total == 0:
         return np.zeros((0, getattr(encoder, "dim", 0)), np.float32)
     return np.memmap(work, dtype="<f4", mode="r", shape=(total, dim))
@@ -271,14 +363,15 @@ def cached_features(encoder: nn.Module, dataset, split_key: str | None = None,
 
     `cache_dir=None` disables caching. The key covers the encoder's weights, the dataset name,
     `split_key` (optional: the pixel hash already tells splits apart), its length and pixels, and
-    `amp`, so any change there re-extracts.
+    `amp`, so any change there re-extracts. Inside a :class:`RankShare` (rank 0 of a torchrun launch)
+    an extraction is split over the ranks.
     """
     if cache_dir is None:
-        return extract_features(encoder, dataset.samples, batch_size, device, amp, progress)
+        return _features_of(encoder, dataset, batch_size, device, amp, progress)
     cache = FeatureCache(cache_dir)
     key = cache.key(encoder, dataset, split_key, amp)
     features = cache.get(key)
     if features is None or len(features) != len(dataset):
-        features = extract_features(encoder, dataset.samples, batch_size, device, amp, progress)
+        features = _features_of(encoder, dataset, batch_size, device, amp, progress)
         cache.put(key, features)
     return features
