@@ -71,7 +71,12 @@ def _parser() -> argparse.ArgumentParser:
                                                      "count is fixed after timing the first steps, recorded, and kept "
                                                      "on --resume")
     p.add_argument("--init-from", metavar="RUN", help="continual pretraining: start the backbone from this run "
-                                                      "directory or exported encoder (its weights and normalization)")
+                                                      "directory or exported encoder (its weights and normalization), "
+                                                      "or from a timm model's pretrained weights: timm:MODEL (in "
+                                                      "timm's cache on this machine; never downloaded) or "
+                                                      "timm:MODEL=FILE (a .safetensors or .pth state dict; split at "
+                                                      "the first '='), normalized with the model's pretraining "
+                                                      "mean/std")
     p.add_argument("--no-eval", action="store_true", help="skip evaluation after pretraining")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 

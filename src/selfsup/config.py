@@ -95,7 +95,7 @@ class TrainConfig:
     threads: int | None = None  # torch intra-op threads; None = torch's default
     on_nonfinite: str = "stop"  # a NaN/Inf loss or gradient: stop (saving the last good weights) | skip the step
     max_skips: int = 10  # on_nonfinite=skip: this many bad steps in a row are skipped, the next one stops the run
-    init_from: str | None = None  # continual pretraining: start the backbone from this run or exported encoder
+    init_from: str | None = None  # continual pretraining: start the backbone from this run or exported encoder, or timm:MODEL[=FILE]
     budget: str | None = None  # train for a time: "10m", "90s", "1h"; fixes train.steps after timing the first steps
     adapters: int = 0  # with init_from: freeze the backbone and train bottleneck adapters this wide (0 = train it all)
     collapse_check_every: int = 25  # collapse alarm on the step's own embeddings every N steps (0 = off); train/monitor.py
