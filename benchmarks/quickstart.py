@@ -76,7 +76,7 @@ def speed(args) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
             for option in args.options:
-                run = pretrain(option, args.steps, 0, Path(tmp) / f"{r}-{len(seen[option])}", False,
+                run = pretrain(option, args.steps, 0, Path(tmp) / f"{r}-{args.options.index(option)}", False,
                                [f"train.checkpoint_every={args.steps}", "train.collapse_check_every=0"])
                 seen[option].append(run.images_per_s)
                 print(f"round {r}: {option}: {run.images_per_s:.0f} images/s", flush=True)
