@@ -112,7 +112,7 @@ def table() -> str:
     if not cells:
         return "No accuracy records yet: run `python benchmarks/quickstart.py accuracy --option ... --steps ...`."
     kinds = sorted({k for _, k in speeds})
-    lines = ["| option | steps | " + " | ".join(f"minutes ({k})" for k in kinds) + " | kNN | linear | seeds |",
+    lines = ["| option | steps | " + " | ".join(f"minutes ({k})" for k in kinds) + " | kNN | linear | seeds (trained in) |",
              "|---|---:|" + "---:|" * len(kinds) + "---|---|---|"]
 
     def ms(values: list[float]) -> str:
@@ -124,7 +124,8 @@ def table() -> str:
             s = speeds.get((option, kind))
             minutes.append(f"{steps * 256 / statistics.median(s) / 60:.1f}" if s else "-")
         lines.append(f"| {option} | {steps} | " + " | ".join(minutes) + f" | {ms([r['knn'] for r in rs])} | "
-                     f"{ms([r['linear'] for r in rs])} | {len(rs)} |")
+                     f"{ms([r['linear'] for r in rs])} | "
+                     + ", ".join(f"{r['seed']} ({r['kind']})" for r in rs) + " |")
     notes = ["", "Images/s (median of the rounds) per option and kind of CPU:", ""]
     for (option, kind), values in sorted(speeds.items()):
         notes.append(f"- {option}, {kind}: {statistics.median(values):.0f} ({', '.join(f'{v:.0f}' for v in values)})")
