@@ -14,16 +14,12 @@ and momentum), and the gradients themselves.
 from __future__ import annotations
 
 import dataclasses
-import datetime
-import os
-import traceback
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from selfsup import registry
+from tests.method_ranks import spawn_methods
 from tests.test_distributed_registry import DIFFERS, N, NOT_RUN, RUN, batch, build, fix_draws
 
 PROGRESS = (0.0, 0.0, 0.5)  # two steps inside the methods' freeze (progress < 0.01), then one after it
@@ -62,31 +58,10 @@ def run(name: str, rank: int = 0, size: int = 1) -> dict:
     return out
 
 
-def _worker(rank: int, size: int, store: str, folder: str, names: list[str]) -> None:
-    os.environ["OMP_NUM_THREADS"] = "1"
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=size,
-                            timeout=datetime.timedelta(seconds=120))
-    from selfsup.distributed import end
-
-    try:
-        results = {}
-        for name in names:
-            try:
-                results[name] = run(name, rank, size)
-            except Exception:  # one method's failure is its own test's failure
-                results[name] = {"error": traceback.format_exc()}
-                dist.barrier()  # the other rank may have failed elsewhere: meet before the next method
-        torch.save(results, os.path.join(folder, f"rank{rank}.pt"))
-    finally:
-        end()
-
-
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ddp_unused")
-    mp.spawn(_worker, args=(2, str(folder / "store"), str(folder), RUN + list(WITH_AUX)), nprocs=2, join=True)
-    return [torch.load(folder / f"rank{r}.pt", weights_only=False) for r in range(2)]
+    return spawn_methods(run, RUN + list(WITH_AUX), folder)
 
 
 def cases():

@@ -14,18 +14,13 @@ lam) is the same here because every process starts the step from the same seed.
 """
 from __future__ import annotations
 
-import datetime
-import os
-import traceback
-
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 from selfsup import registry
 from selfsup.methods.base import BATCH_TERMS
+from tests.method_ranks import spawn_methods
 
 N = 8  # the global batch; each of the 2 ranks takes 4
 SIZE = 16  # image side, series length
@@ -180,25 +175,6 @@ def run(name: str, rank: int = 0, size: int = 1) -> dict:
     return out
 
 
-def _worker(rank: int, size: int, store: str, folder: str, names: list[str]) -> None:
-    os.environ["OMP_NUM_THREADS"] = "1"
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=size,
-                            timeout=datetime.timedelta(seconds=120))
-    from selfsup.distributed import end
-
-    try:
-        results = {}
-        for name in names:
-            try:
-                results[name] = run(name, rank, size)
-            except Exception:  # one method's failure is its own test's failure, not every method's
-                results[name] = {"error": traceback.format_exc()}
-        torch.save(results, os.path.join(folder, f"rank{rank}.pt"))
-    finally:
-        end()
-
-
 RUN = [name for name in registry.names("method") if name not in NOT_RUN]
 
 
@@ -206,8 +182,7 @@ RUN = [name for name in registry.names("method") if name not in NOT_RUN]
 def ranks(tmp_path_factory):
     """Every method's results on rank 0 and rank 1 of one 2-process spawn."""
     folder = tmp_path_factory.mktemp("ddp_registry")
-    mp.spawn(_worker, args=(2, str(folder / "store"), str(folder), RUN), nprocs=2, join=True)
-    return [torch.load(folder / f"rank{r}.pt", weights_only=False) for r in range(2)]
+    return spawn_methods(run, RUN, folder)
 
 
 def test_every_method_declares_its_batch_terms():
