@@ -4,6 +4,11 @@ good step (BatchNorm statistics, EMA teachers, queues and centers as that step l
 
 Faults are injected by wrapping a method's forward: at the chosen (1-based) steps the loss becomes
 NaN, or stays finite with an Inf gradient flowing back from it.
+
+Every case runs with both ``train.nonfinite_check`` modes (train/guard.py): ``host`` reads the loss
+and the gradient norm each step, ``device`` keeps the check on the device (the optimizer's
+``found_inf``, ``torch.where`` on the changed tensors) and reads the codes at log and checkpoint
+time; both must leave the same state, errors, warnings and metrics.
 """
 import json
 
@@ -24,9 +29,14 @@ SMALL = {  # tiny heads; the queue/center/EMA of each method stays in play
 }
 
 
-def cfg(data, out, method="simclr", steps=8, **extra):
+@pytest.fixture(params=["host", "device"])
+def check(request):
+    return request.param
+
+
+def cfg(data, out, method="simclr", steps=8, check="host", **extra):
     sets = [f"method.{k}={v}" for k, v in SMALL[method].items()] + [f"{k}={v}" for k, v in extra.items()]
-    return C.load(overrides=[f"data.name={data}", f"out={out}", f"method.name={method}", f"train.steps={steps}",
+    return C.load(overrides=[f"train.nonfinite_check={check}", f"data.name={data}", f"out={out}", f"method.name={method}", f"train.steps={steps}",
                              "train.batch_size=16", "train.checkpoint_every=100", "train.progress=false",
                              "train.precision=fp32", "backbone.width=8", "train.threads=1", *sets])
 
@@ -71,11 +81,11 @@ def assert_same_optimizer_state(a: dict, b: dict):
 
 @pytest.mark.parametrize("method, kind", [("simclr", "loss"), ("simclr", "grad"), ("byol", "loss"),
                                           ("moco_v2", "grad"), ("swav", "loss"), ("dino", "grad")])
-def test_stop_saves_the_last_good_state(fmnist_npz, tmp_path, monkeypatch, method, kind):
-    train(cfg(fmnist_npz, tmp_path / "clean", method), stop_after=2)
+def test_stop_saves_the_last_good_state(fmnist_npz, tmp_path, monkeypatch, method, kind, check):
+    train(cfg(fmnist_npz, tmp_path / "clean", method, check=check), stop_after=2)
     inject(monkeypatch, method, {3}, total=8, kind=kind)
     with pytest.raises(NonFiniteLossError) as info:
-        train(cfg(fmnist_npz, tmp_path / "bad", method))
+        train(cfg(fmnist_npz, tmp_path / "bad", method, check=check))
     message = str(info.value)
     assert ("the loss became nan" if kind == "loss" else "the gradients became non-finite") in message
     assert "at step 3;" in message and "step-00000002.pt" in message and "Fix:" in message
@@ -87,10 +97,10 @@ def test_stop_saves_the_last_good_state(fmnist_npz, tmp_path, monkeypatch, metho
 
 
 @pytest.mark.slow
-def test_skip_mode_skips_bad_steps_and_finishes(fmnist_npz, tmp_path, monkeypatch, capsys):
+def test_skip_mode_skips_bad_steps_and_finishes(fmnist_npz, tmp_path, monkeypatch, capsys, check):
     out = tmp_path / "skip"
     inject(monkeypatch, "byol", {3, 4}, total=8)
-    result = train(cfg(fmnist_npz, out, "byol", **{"train.on_nonfinite": "skip", "train.checkpoint_every": 1,
+    result = train(cfg(fmnist_npz, out, "byol", check=check, **{"train.on_nonfinite": "skip", "train.checkpoint_every": 1,
                                                      "train.keep_checkpoints": 10, "train.log_every": 1}))
     assert result.steps == 8 and (out / "encoder" / "encoder.safetensors").is_file()
     # steps 3 and 4 changed nothing: weights, BatchNorm statistics, the EMA teacher, Adam's moments
@@ -108,11 +118,11 @@ def test_skip_mode_skips_bad_steps_and_finishes(fmnist_npz, tmp_path, monkeypatc
     assert all("loss" not in r for r in records if "skipped" in r)
 
 
-def test_skip_mode_stops_after_max_skips(fmnist_npz, tmp_path, monkeypatch, capsys):
-    train(cfg(fmnist_npz, tmp_path / "clean"), stop_after=2)
+def test_skip_mode_stops_after_max_skips(fmnist_npz, tmp_path, monkeypatch, capsys, check):
+    train(cfg(fmnist_npz, tmp_path / "clean", check=check), stop_after=2)
     inject(monkeypatch, "simclr", set(range(3, 9)), total=8, kind="grad")
     with pytest.raises(NonFiniteLossError) as info:
-        train(cfg(fmnist_npz, tmp_path / "bad", **{"train.on_nonfinite": "skip", "train.max_skips": 2}))
+        train(cfg(fmnist_npz, tmp_path / "bad", check=check, **{"train.on_nonfinite": "skip", "train.max_skips": 2}))
     message = str(info.value)
     assert "non-finite at step 5 after 2 skipped step(s) in a row (train.max_skips=2)" in message
     assert "last good step (2)" in message and "step-00000004.pt" in message
@@ -122,14 +132,15 @@ def test_skip_mode_stops_after_max_skips(fmnist_npz, tmp_path, monkeypatch, caps
     assert_same_optimizer_state(saved, checkpoint(tmp_path / "clean", 2))
 
 
-def test_a_good_step_resets_the_count(fmnist_npz, tmp_path, monkeypatch):
+def test_a_good_step_resets_the_count(fmnist_npz, tmp_path, monkeypatch, check):
     inject(monkeypatch, "simclr", {2, 3, 5, 6}, total=8)
-    result = train(cfg(fmnist_npz, tmp_path / "r", **{"train.on_nonfinite": "skip", "train.max_skips": 2}))
+    result = train(cfg(fmnist_npz, tmp_path / "r", check=check, **{"train.on_nonfinite": "skip", "train.max_skips": 2}))
     assert result.steps == 8
 
 
 @pytest.mark.parametrize("override, match", [("train.on_nonfinite=ignore", "choose one of: stop, skip"),
-                                             ("train.max_skips=0", r"train\.max_skips=0 is out of range")])
+                                             ("train.max_skips=0", r"train\.max_skips=0 is out of range"),
+                                             ("train.nonfinite_check=never", "choose one of: auto, host, device")])
 def test_settings_are_checked(override, match):
     with pytest.raises(ConfigError, match=match):
         C.load(overrides=[override])

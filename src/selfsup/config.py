@@ -95,6 +95,7 @@ class TrainConfig:
     threads: int | None = None  # torch intra-op threads; None = torch's default
     on_nonfinite: str = "stop"  # a NaN/Inf loss or gradient: stop (saving the last good weights) | skip the step
     max_skips: int = 10  # on_nonfinite=skip: this many bad steps in a row are skipped, the next one stops the run
+    nonfinite_check: str = "auto"  # host (read every step) | device (no host read in the step) | auto: device on CUDA; train/guard.py
     init_from: str | None = None  # continual pretraining: start the backbone from this run or exported encoder, or timm:MODEL[=FILE]
     budget: str | None = None  # train for a time: "10m", "90s", "1h"; fixes train.steps after timing the first steps
     adapters: int = 0  # with init_from: freeze the backbone and train bottleneck adapters this wide (0 = train it all)
@@ -144,6 +145,7 @@ _EXCLUSIVE = {"eval.knn_temperature": (True, False), "optim.clip_grad": (True, F
 _CHOICES = {
     "optim.name": ("adamw", "sgd", "lars"), "optim.schedule": ("cosine", "constant", "wsd", "infinite"),
     "train.precision": ("auto", "bf16", "fp16", "fp32"), "train.on_nonfinite": ("stop", "skip"),
+    "train.nonfinite_check": ("auto", "host", "device"),
 }
 
 

@@ -61,8 +61,8 @@ def multi_view_cross_entropy(student_logits: torch.Tensor, targets: torch.Tensor
         raise ValueError(f"{T} target views but only {V} student views")
     log_p = F.log_softmax(student_logits / temperature, dim=-1)  # (V, B, K)
     ce = -torch.einsum("tbk,vbk->tv", targets, log_p) / student_logits.shape[1]  # (T, V): batch-mean CE per pair
-    off = ~torch.eye(T, V, dtype=torch.bool, device=ce.device)  # pairs of different views
-    return ce[off].mean()
+    same = torch.eye(T, V, dtype=torch.bool, device=ce.device)  # the pairs s = t, min(T, V) of them
+    return ce.masked_fill(same, 0).sum() / (T * V - min(T, V))  # the mean over the others, sized on the host
 
 
 @full_precision
@@ -92,9 +92,8 @@ def crop_balanced_mean(pair_losses: torch.Tensor) -> torch.Tensor:
     local views (V = T) it is the plain mean over the T (T - 1) global pairs. Returns a scalar.
     """
     T, V = pair_losses.shape
-    off = ~torch.eye(T, V, dtype=torch.bool, device=pair_losses.device)  # pairs of different views
-    off[:, T:] = False
-    global_mean = pair_losses[off].mean()
+    same = torch.eye(T, T, dtype=torch.bool, device=pair_losses.device)  # global pairs t = v
+    global_mean = pair_losses[:, :T].masked_fill(same, 0).sum() / (T * (T - 1))  # sized on the host: no read
     if V == T:
         return global_mean
     return 0.5 * (global_mean + pair_losses[:, T:].mean())

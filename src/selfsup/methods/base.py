@@ -153,6 +153,12 @@ class Method(nn.Module):
     def on_step_end(self, progress: float) -> None:
         """Called after each optimizer step (EMA teacher updates, queue bookkeeping)."""
 
+    def changed_at_step_end(self) -> list[torch.Tensor]:
+        """Trainable tensors that ``on_step_end`` changes outside the optimizer (SwAV renormalizes its
+        prototypes). The on-device non-finite check (train/guard.py) runs ``on_step_end`` on a bad step
+        too and then puts these back, with the buffers and the frozen parameters. Default: none."""
+        return []
+
     def export_name(self) -> str:
         """The attribute holding the weights to export as the encoder (and to evaluate checkpoints
         with): "backbone"; a method that evaluates other weights (TS2Vec's average of its iterates)

@@ -100,7 +100,7 @@ class MixedBarlowTwins(BarlowTwins):
         loss = on_diag + self.lambda_offdiag * off_diag
         if self.reg_scale > 0:  # reg_scale=0 is plain barlow_twins, without the extra pass
             lam, perm = self.draw_mix(batch.size)
-            perm = perm.to(x1.device)
+            perm = perm.to(x1.device, non_blocking=True)  # drawn on the CPU: an async copy, no wait for the GPU
             zm = self.projector(self.backbone(lam * x1 + (1 - lam) * x2[perm]))  # (B, out_dim): the extra pass
             reg = mixup_regularizer(z1, z2, zm, perm, lam)
             loss = loss + self.reg_scale * self.lambda_offdiag * reg

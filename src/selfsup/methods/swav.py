@@ -63,6 +63,7 @@ class SwAV(Method):
         n_global = self.views["n_global"]
         # (2, Q, out_dim): past projections of each global view, newest first; rows of zeros are not filled yet.
         self.register_buffer("queue", torch.zeros(n_global, queue_length, out_dim))
+        self._queue_full = False  # seen full on the host (queue_in_use)
 
     @torch.no_grad()
     def normalize_prototypes(self) -> None:
@@ -71,7 +72,11 @@ class SwAV(Method):
     def queue_in_use(self, progress: float) -> bool:
         """Whether the queue joins Sinkhorn: it exists, is full (a projection is a unit vector, never zero)
         and `queue_start` of training has passed."""
-        return self.queue.shape[1] > 0 and progress >= self.queue_start and bool(self.queue[:, -1].any())
+        if self.queue.shape[1] == 0 or progress < self.queue_start:
+            return False
+        if not self._queue_full:  # read on the host until it is full; a full queue stays full (every push adds)
+            self._queue_full = bool(self.queue[:, -1].any())
+        return self._queue_full
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         n_global, B, V = batch.n_global, batch.size, len(batch.views)
@@ -105,3 +110,6 @@ class SwAV(Method):
     @torch.no_grad()
     def on_step_end(self, progress: float) -> None:
         self.normalize_prototypes()
+
+    def changed_at_step_end(self) -> list[torch.Tensor]:
+        return [self.prototypes.weight]

@@ -208,8 +208,9 @@ class Run:
     std: list
 
 
-def assemble(config: RunConfig, device: torch.device) -> Run:
-    """Read the data, check the recipe against it and build the run's parts (see the module docstring)."""
+def assemble(config: RunConfig, device: torch.device, gated: bool = False) -> Run:
+    """Read the data, check the recipe against it and build the run's parts (see the module docstring).
+    `gated`: the optimizer skips a step through ``found_inf`` (the on-device non-finite check, guard.py)."""
     method_cls = registry.get("method", config.method.name)
     registry.check_kwargs("method", config.method.name, config.method.options)
     train_set = load_train_set(config)
@@ -259,7 +260,7 @@ def assemble(config: RunConfig, device: torch.device) -> Run:
                                      method_layout=dict(method_cls.views),
                                      prefer=method_cls.preferred_views.get(plugin.name))  # as run_views, with the name
     optimizer = build_optimizer(method, config.optim.name, config.optim.lr, config.optim.weight_decay,
-                                config.optim.momentum, config.optim.betas, config.optim.lars_eta)
+                                config.optim.momentum, config.optim.betas, config.optim.lars_eta, gated=gated)
     return Run(config, Path(config.out), train_set, plugin, backbone_name, views_name, layout, method, views, optimizer,
                list(mean), list(std))
 

@@ -30,6 +30,7 @@ from ..files import atomic_write
 from ..methods.base import Batch, TrainData
 from ..schedules import decay_start, learning_rate, phases
 from .assemble import assemble, check_resume_config, write_run_files
+from .guard import DeviceCheck, StepUndo, fault_text, resolve_check
 from .hardware import autocast, flush_denormal, resolve_device, resolve_precision
 from .monitor import CollapseAlarm, OnlineKNN
 from .signals import StopSignals
@@ -195,7 +196,8 @@ def _train_ranks(config: RunConfig, resume: bool, stop_after: int | None, stop: 
         raise ConfigError(f"batch size {cfg_t.batch_size} does not split over {ranks.size} processes.",
                           f"use a batch size divisible by {ranks.size} (it is the global batch, over all processes).")
     dtype = resolve_precision(cfg_t.precision, device)
-    run = assemble(config, device)  # reads the data, checks the recipe against it, builds the parts
+    check = resolve_check(cfg_t.nonfinite_check, device, dtype)  # NaN/Inf: read on the host, or kept on the device
+    run = assemble(config, device, gated=check == "device")  # reads the data, checks the recipe against it, builds the parts
     train_set, plugin, method, views, optimizer = run.train_set, run.plugin, run.method, run.views, run.optimizer
     mean, std = run.mean, run.std
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
@@ -235,7 +237,7 @@ def _train_ranks(config: RunConfig, resume: bool, stop_after: int | None, stop: 
 
     order = EpochOrder(len(train_set), cfg_t.batch_size, cfg_t.seed, device)
     stream = train_set.stream(cfg_t.batch_size, cfg_t.seed, position) if streaming else None
-    drawn_from = {}  # {step: the stream position its batch was drawn from}, for the step being run
+    drawn_from = {}  # {step: the stream position its batch was drawn from}, for the steps whose faults are unread
     generator = torch.Generator(device=device)
     monitor = None
     if cfg_t.monitor_every and train_set.labels is not None and len(train_set) > 20:
@@ -282,14 +284,32 @@ def _train_ranks(config: RunConfig, resume: bool, stop_after: int | None, stop: 
     trainable = [p for p in method.parameters() if p.requires_grad]
     # BatchNorm statistics (and batch counts, DINO centers, SwAV queues) change in the forward pass,
     # before the loss can be checked; a copy lets a failing step be undone so the saved "last good"
-    # state is really the last good one.
-    buffers = list(method.buffers())
-    buffer_backup = [b.clone() for b in buffers]
+    # state is really the last good one (train/guard.py).
+    undo = StepUndo(method, frozen=check == "device")
+    device_check = DeviceCheck(device, cfg_t.on_nonfinite == "stop", cfg_t.max_skips) if check == "device" else None
+    unread = start  # device check: the first step whose code the host has not read
     alarm = None
     if cfg_t.collapse_check_every and ranks.main:
         alarm = CollapseAlarm(cfg_t.collapse_check_every, cfg_t.collapse_min_std, cfg_t.collapse_min_rank,
                               cfg_t.collapse_patience, print_fn=None if bar is None else bar.write)
     skips = 0  # non-finite steps in a row (train.on_nonfinite=skip)
+
+    def on_fault(step: int, fault: str) -> None:
+        """Step `step` (0-based) was undone: count it, and stop the run (its state saved) or warn."""
+        nonlocal skips
+        skips += 1
+        if cfg_t.on_nonfinite == "stop" or skips > cfg_t.max_skips:
+            path = (save_checkpoint(ckpt_dir, step, state_at(step), cfg_t.keep_checkpoints) if ranks.main
+                    else ckpt_dir / f"step-{step:08d}.pt")
+            streak = (f" after {skips - 1} skipped step(s) in a row (train.max_skips={cfg_t.max_skips}); the weights of "
+                      f"the last good step ({step + 1 - skips})" if skips > 1 else "; the weights of the last good step")
+            raise NonFiniteLossError(f"{fault} at step {step + 1}{streak} are saved in '{path}'.",
+                                     "lower optim.lr, set optim.clip_grad (e.g. 1.0) or use train.precision=fp32, then rerun.")
+        message = f"warning: skipped step {step + 1}: {fault} ({skips} of at most train.max_skips={cfg_t.max_skips} in a row)"
+        if bar is None:
+            print(message, file=sys.stderr)
+        else:
+            bar.write(message)
     train_time, train_images, window_t, window_n = 0.0, 0, time.perf_counter(), 0
     method.train()
     step = start
@@ -328,7 +348,9 @@ def _train_ranks(config: RunConfig, resume: bool, stop_after: int | None, stop: 
         for group in optimizer.param_groups:
             group["lr"] = lr
         if stream is not None:  # raw samples decoded by the workers, moved here; the views are drawn below
-            drawn_from = {step: stream.position()}
+            if device_check is None:
+                drawn_from.clear()
+            drawn_from[step] = stream.position()
             samples, batch_labels, index = next(stream)
             samples, index = samples.to(device, non_blocking=True), index.to(device)
             batch_labels = None if batch_labels is None else batch_labels.to(device)
@@ -348,55 +370,56 @@ def _train_ranks(config: RunConfig, resume: bool, stop_after: int | None, stop: 
                          if isinstance(v, torch.Tensor) and v.dim() == 4 else v for v in view_list]
         batch = Batch(view_list, params, samples, batch_labels, index, progress,
                       run.layout["n_global"], run.layout["n_local"])
-        if buffers:
-            torch._foreach_copy_(buffer_backup, buffers)
+        undo.save()
         with autocast(device, dtype):
             out = forward(batch)
         loss = out["loss"]
-        fault = None if torch.isfinite(loss.detach()).item() else f"the loss became {float(loss.detach())}"
-        if ranks.any(fault is not None) and fault is None:  # another rank's loss: every rank skips alike
-            fault = "the loss became non-finite on another process"
-        if fault is None:
+        collapse = fault = None
+        if device_check is not None:  # nothing read on the host: the update is skipped on the device (guard.py)
             optimizer.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.unscale_(optimizer)
-            else:
-                loss.backward()
+            loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(trainable, config.optim.clip_grad or math.inf)
-            if scaler is None and not torch.isfinite(grad_norm).item():
-                fault = "the gradients became non-finite"
-        collapse = None
-        if fault is not None:
-            # Undo the step: no optimizer step, no on_step_end (EMA teachers, queues), buffers as before it.
-            out = loss = None  # a skipped step's graph is not kept alive into the next forward
-            optimizer.zero_grad(set_to_none=True)
-            if buffers:
-                torch._foreach_copy_(buffers, buffer_backup)
-            skips += 1
-            if cfg_t.on_nonfinite == "stop" or skips > cfg_t.max_skips:
-                path = (save_checkpoint(ckpt_dir, step, state_at(step), cfg_t.keep_checkpoints) if ranks.main
-                        else ckpt_dir / f"step-{step:08d}.pt")
-                streak = (f" after {skips - 1} skipped step(s) in a row (train.max_skips={cfg_t.max_skips}); the weights of "
-                          f"the last good step ({step + 1 - skips})" if skips > 1 else "; the weights of the last good step")
-                raise NonFiniteLossError(f"{fault} at step {step + 1}{streak} are saved in '{path}'.",
-                                         "lower optim.lr, set optim.clip_grad (e.g. 1.0) or use train.precision=fp32, then rerun.")
-            message = f"warning: skipped step {step + 1}: {fault} ({skips} of at most train.max_skips={cfg_t.max_skips} in a row)"
-            if bar is None:
-                print(message, file=sys.stderr)
-            else:
-                bar.write(message)
-        else:
-            skips = 0
-            if scaler is not None:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
+            code = device_check.code(loss, grad_norm)
+            if ranks.size > 1:  # a bad step on any rank is skipped by every rank
+                torch.distributed.all_reduce(code, op=torch.distributed.ReduceOp.MAX)
+            optimizer.found_inf = gate = device_check.gate(code)
+            optimizer.step()
             method.on_step_end((step + 1) / total)
             auxiliaries.on_step_end(method, (step + 1) / total)
-            if alarm is not None and alarm.due(step + 1):  # inside the step's time: its cost is part of the step
-                collapse = alarm(step + 1, out)
+            undo.keep_where(gate == 0)
+            device_check.advance(code)  # the host learns the step's fault when it reads the codes, below
+        else:
+            if not torch.isfinite(loss.detach()).item():
+                fault = f"the loss became {float(loss.detach())}"
+            if ranks.any(fault is not None) and fault is None:  # another rank's loss: every rank skips alike
+                fault = "the loss became non-finite on another process"
+            if fault is None:
+                optimizer.zero_grad(set_to_none=True)
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                    scaler.unscale_(optimizer)
+                else:
+                    loss.backward()
+                grad_norm = torch.nn.utils.clip_grad_norm_(trainable, config.optim.clip_grad or math.inf)
+                if scaler is None and not torch.isfinite(grad_norm).item():
+                    fault = "the gradients became non-finite"
+            if fault is not None:
+                # Undo the step: no optimizer step, no on_step_end (EMA teachers, queues), buffers as before it.
+                out = loss = None  # a skipped step's graph is not kept alive into the next forward
+                optimizer.zero_grad(set_to_none=True)
+                undo.restore()
+                on_fault(step, fault)
+            else:
+                skips = 0
+                if scaler is not None:
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    optimizer.step()
+                method.on_step_end((step + 1) / total)
+                auxiliaries.on_step_end(method, (step + 1) / total)
+                if alarm is not None and alarm.due(step + 1):  # inside the step's time: its cost is part of the step
+                    collapse = alarm(step + 1, out)
         dt = time.perf_counter() - t0
         train_time += dt
         if start + BUDGET_SKIP <= step < fix_at:
@@ -404,6 +427,29 @@ def _train_ranks(config: RunConfig, resume: bool, stop_after: int | None, stop: 
         train_images += len(index) * ranks.size  # the global batch: every rank trains as fast
         window_n += len(index) * ranks.size
         done = step + 1
+        stopping = ranks.any(stop.signum is not None)  # a SIGINT/SIGTERM arrived (on any rank): save now, then stop
+        monitor_due = monitor is not None and (done % cfg_t.monitor_every == 0 or done == total)
+        checkpoint_due = done % cfg_t.checkpoint_every == 0 or done == end or stopping
+        if device_check is not None and (done % cfg_t.log_every == 0 or checkpoint_due or monitor_due
+                                         or (alarm is not None and alarm.due(done))):
+            # The host needs to know now: read the codes of the steps since the last read (one transfer)
+            # and take them as the host mode takes each step's fault, in order (raises where it stops).
+            for at, code in enumerate(device_check.read(), start=unread):
+                if code == 0:
+                    skips = 0
+                    continue
+                on_fault(at, fault_text(code))
+                if at < step:  # an earlier step's record, as the host mode writes it at that step
+                    if ranks.main:
+                        _log(metrics_path, {"step": at + 1, "skipped": fault_text(code)})
+                else:
+                    fault = fault_text(code)
+            unread = done
+            drawn_from.clear()
+            if fault is None and alarm is not None and alarm.due(done):
+                collapse = alarm(done, out)
+            if fault is not None:
+                out = loss = None
         if done % cfg_t.log_every == 0 or done == end:
             now = time.perf_counter()
             record = {"step": done, "lr": lr, "images_per_s": window_n / max(now - window_t, 1e-9)}
@@ -415,7 +461,7 @@ def _train_ranks(config: RunConfig, resume: bool, stop_after: int | None, stop: 
         if fault is not None or collapse:
             record = record or {"step": done}
             record.update({"skipped": fault} if fault is not None else collapse)
-        if monitor is not None and (done % cfg_t.monitor_every == 0 or done == total):
+        if monitor_due:
             t_mon = time.perf_counter()
             record = record or {"step": done}
             record["knn_acc"] = monitor(encoder, dtype)
@@ -429,8 +475,7 @@ def _train_ranks(config: RunConfig, resume: bool, stop_after: int | None, stop: 
                      if key in record}
         if bar is not None:
             bar.update(1, **shown)
-        stopping = ranks.any(stop.signum is not None)  # a SIGINT/SIGTERM arrived (on any rank): save now, then stop
-        if done % cfg_t.checkpoint_every == 0 or done == end or stopping:
+        if checkpoint_due:
             t_ck = time.perf_counter()
             saved = (save_checkpoint(ckpt_dir, done, state_at(done), cfg_t.keep_checkpoints) if ranks.main
                      else ckpt_dir / f"step-{done:08d}.pt")

@@ -17,6 +17,10 @@ class LARS(torch.optim.Optimizer):
 
     update = momentum * buf + lr * eta * ||w|| / ||g + wd * w|| * (g + wd * w) for parameters in groups
     with ``lars=True``; plain SGD+momentum for the others (biases, norms).
+
+    Like torch's fused optimizers it reads ``self.found_inf`` (a 0-dim tensor, set by the trainer's
+    on-device non-finite check, train/guard.py): where it is nonzero the step changes nothing, neither
+    the weights nor the momentum, decided on the device without reading the flag on the host.
     """
 
     def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0, eta: float = 0.02):
@@ -25,6 +29,8 @@ class LARS(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure=None):
         loss = closure() if closure is not None else None
+        found_inf = getattr(self, "found_inf", None)
+        ok = None if found_inf is None else found_inf == 0  # 0-dim bool on the device: apply this step
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None:
@@ -38,6 +44,12 @@ class LARS(torch.optim.Optimizer):
                     g = g.mul(trust)
                 state = self.state[p]
                 buf = state.get("momentum_buffer")
+                if ok is not None:  # gated: a skipped first step leaves a zero buffer (m * 0 + g = g next time)
+                    if buf is None:
+                        buf = state["momentum_buffer"] = torch.zeros_like(p)
+                    torch.where(ok, buf * group["momentum"] + g, buf, out=buf)
+                    torch.where(ok, p - group["lr"] * buf, p, out=p)
+                    continue
                 if buf is None:
                     buf = state["momentum_buffer"] = g.clone()
                 else:
@@ -57,18 +69,29 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 
 def build_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float, momentum: float = 0.9,
-                    betas: tuple[float, float] = (0.9, 0.999), lars_eta: float = 0.02) -> torch.optim.Optimizer:
+                    betas: tuple[float, float] = (0.9, 0.999), lars_eta: float = 0.02,
+                    gated: bool = False) -> torch.optim.Optimizer:
+    """`gated`: the trainer checks for non-finite values on the device and skips a step through the
+    optimizer's ``found_inf`` (train/guard.py), which torch's fused AdamW and SGD and LARS here honour;
+    AdamW and SGD are then fused on every device (foreach kernels are otherwise the faster default on
+    the CPU, fused on CUDA)."""
     groups = param_groups(model, weight_decay)
+    params = [p for g in groups for p in g["params"]]
     if name == "adamw":
         for g in groups:
             g.pop("lars", None)
-        # foreach kernels are the fast default on CPU; fused is for CUDA
-        fused = all(p.is_cuda for g in groups for p in g["params"])
+        fused = gated or all(p.is_cuda for p in params)
         return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused or None)
     if name == "sgd":
         for g in groups:
             g.pop("lars", None)
-        return torch.optim.SGD(groups, lr=lr, momentum=momentum)
+        if not gated:
+            return torch.optim.SGD(groups, lr=lr, momentum=momentum)
+        optimizer = torch.optim.SGD(groups, lr=lr, momentum=momentum, fused=True)
+        if momentum:  # fused SGD skipping its first step would leave its momentum buffers uninitialized (torch
+            for p in params:  # 2.13 allocates them empty); zeros give the first real step the same buffer, g
+                optimizer.state[p]["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        return optimizer
     if name == "lars":
         return LARS(groups, lr=lr, momentum=momentum, eta=lars_eta)
     raise ConfigError(f"unknown optimizer {name!r}.", "use adamw, sgd or lars.")

@@ -24,6 +24,17 @@ _HUE_COS = torch.outer(_YIQ_INV[:, 1], _YIQ[1]) + torch.outer(_YIQ_INV[:, 2], _Y
 _HUE_SIN = torch.outer(_YIQ_INV[:, 2], _YIQ[1]) - torch.outer(_YIQ_INV[:, 1], _YIQ[2])
 
 
+_ON_DEVICE: dict[torch.device, tuple[torch.Tensor, ...]] = {}
+
+
+def _hue_basis(device: torch.device) -> tuple[torch.Tensor, ...]:
+    """The three hue matrices on `device`, copied there once (a copy per step would make the host wait
+    for the GPU every step)."""
+    if device not in _ON_DEVICE:
+        _ON_DEVICE[device] = tuple(m.to(device) for m in (_HUE_0, _HUE_COS, _HUE_SIN))
+    return _ON_DEVICE[device]
+
+
 def _per_sample(factor: torch.Tensor) -> torch.Tensor:
     return factor.view(-1, 1, 1, 1)  # (B,) -> (B, 1, 1, 1)
 
@@ -57,8 +68,8 @@ def saturation(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
 def hue(images: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     """Rotate the chroma (I, Q) plane by 2 pi * shift (shift in [-0.5, 0.5] turns), clamped. RGB only."""
     angle = (2 * torch.pi * shift).to(torch.float64)
-    matrix = (_HUE_0.to(shift.device) + torch.cos(angle)[:, None, None] * _HUE_COS.to(shift.device)
-              + torch.sin(angle)[:, None, None] * _HUE_SIN.to(shift.device))  # (B, 3, 3)
+    base, cos, sin = _hue_basis(shift.device)
+    matrix = base + torch.cos(angle)[:, None, None] * cos + torch.sin(angle)[:, None, None] * sin  # (B, 3, 3)
     b, c, h, w = images.shape
     out = torch.bmm(matrix.to(images.dtype), images.reshape(b, c, h * w))  # (B, 3, H*W)
     return out.view(b, c, h, w).clamp_(0, 1)

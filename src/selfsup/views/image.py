@@ -231,7 +231,7 @@ class ImageViews:
         if min(std) <= 0:
             raise ConfigError(f"std={list(std)} has a value <= 0.", "use the dataset's per-channel std (ImageDataset.mean_std()).")
         self.config, self.mean, self.std, self.cpu_threads = config, list(mean), list(std), cpu_threads
-        self._affine_cache: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._on_device: dict = {}  # device -> the normalization's (scale, shift); (values, device) -> per-view probabilities
 
     def __repr__(self) -> str:
         return f"ImageViews({self.config})"
@@ -322,13 +322,13 @@ class ImageViews:
         if rgb and cfg.grayscale_p > 0:
             out = color.to_grayscale(out, gray)
 
-        blur_on = u[:, _BLUR].view(n, b) < torch.tensor(blur_p, device=x.device).view(n, 1)  # (n, B)
+        blur_on = u[:, _BLUR].view(n, b) < self._per_view(blur_p, x.device)  # (n, B)
         lo, hi = cfg.blur_sigma
         sigma = torch.where(blur_on.reshape(-1), lo + (hi - lo) * u[:, _SIGMA], torch.zeros_like(flip))
         if max(blur_p) > 0:
             out = gaussian_blur(out, sigma)
 
-        solar = (u[:, _SOLAR].view(n, b) < torch.tensor(solarize_p, device=x.device).view(n, 1)).reshape(-1).float()
+        solar = (u[:, _SOLAR].view(n, b) < self._per_view(solarize_p, x.device)).reshape(-1).float()
         if max(solarize_p) > 0:
             out = color.solarize(out, solar, cfg.solarize_threshold)
 
@@ -356,7 +356,15 @@ class ImageViews:
         return out, {"bss": on.float(), "bss_ref": torch.where(on, ref.float(), -1.0),
                      "bss_ratio": torch.where(on, ratio, 0.0)}
 
+    def _per_view(self, values: tuple[float, ...], device) -> torch.Tensor:
+        """(n, 1) per-view probabilities on `device`, copied there once per distinct tuple (a copy
+        per step would make the host wait for the GPU every step)."""
+        key = (tuple(values), device)
+        if key not in self._on_device:
+            self._on_device[key] = torch.tensor(values, device=device).view(-1, 1)
+        return self._on_device[key]
+
     def _normalizer(self, device) -> tuple[torch.Tensor, torch.Tensor]:
-        if device not in self._affine_cache:
-            self._affine_cache[device] = _affine(self.mean, self.std, device, pixel_max=1.0)  # views are in [0, 1]
-        return self._affine_cache[device]
+        if device not in self._on_device:
+            self._on_device[device] = _affine(self.mean, self.std, device, pixel_max=1.0)  # views are in [0, 1]
+        return self._on_device[device]
