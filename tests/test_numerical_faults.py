@@ -144,3 +144,34 @@ def test_a_good_step_resets_the_count(fmnist_npz, tmp_path, monkeypatch, check):
 def test_settings_are_checked(override, match):
     with pytest.raises(ConfigError, match=match):
         C.load(overrides=[override])
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "lars"])
+def test_every_optimizer_skips_the_bad_step(fmnist_npz, tmp_path, monkeypatch, optimizer, check):
+    """SGD (fused under the device check, momentum buffers started at zero) and LARS (which honours
+    found_inf itself) leave the weights and the momentum of the last good step."""
+    extra = {"optim.name": optimizer, "optim.lr": 0.05}
+    train(cfg(fmnist_npz, tmp_path / "clean", "byol", check=check, **extra), stop_after=2)
+    inject(monkeypatch, "byol", {3}, total=8, kind="grad")
+    with pytest.raises(NonFiniteLossError, match="the gradients became non-finite at step 3;"):
+        train(cfg(fmnist_npz, tmp_path / "bad", "byol", check=check, **extra))
+    saved, clean = checkpoint(tmp_path / "bad", 2), checkpoint(tmp_path / "clean", 2)
+    assert_same_state(saved, clean)
+    assert_same_optimizer_state(saved, clean)
+
+
+def test_a_skipped_first_step_leaves_the_optimizer_as_new(fmnist_npz, tmp_path, monkeypatch, check):
+    """Step 1 skipped: the optimizer state saved after it is a new optimizer's (no state, or zero
+    moments, momentum buffers and step counts: the first real step starts them as a new one would),
+    and the run goes on to the end with finite moments."""
+    inject(monkeypatch, "simclr", {1}, total=8)
+    for optimizer in ("adamw", "sgd", "lars"):
+        result = train(cfg(fmnist_npz, tmp_path / optimizer, check=check, **{
+            "train.on_nonfinite": "skip", "optim.name": optimizer, "train.checkpoint_every": 1,
+            "train.keep_checkpoints": 10}))
+        assert result.steps == 8
+        after_skip = checkpoint(tmp_path / optimizer, 1)["optimizer"]["state"]
+        for moments in after_skip.values():
+            assert all(not v.any() for v in moments.values() if torch.is_tensor(v)), (optimizer, moments.keys())
+        for moments in checkpoint(tmp_path / optimizer, 8)["optimizer"]["state"].values():
+            assert all(torch.isfinite(v).all() for v in moments.values() if torch.is_tensor(v))
