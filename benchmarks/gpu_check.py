@@ -21,8 +21,11 @@ usage (on the GPU machine, from the repository root):
    images in DataLoader workers with pinned memory, ``SimCLRProjectionHead`` and ``NTXentLoss``,
    around the same backbone with the same bf16 autocast, channels_last and fused AdamW, so that
    the data pipeline is the difference; one epoch after 10 warm-up batches), then the floor again
-   (drift). Also counted: the host-device synchronizations per trainer step
-   (``torch.cuda.set_sync_debug_mode``: the difference between a 4- and an 8-step run over 4).
+   (drift). The trainer runs twice: with its default on CUDA (``train.nonfinite_check=device``,
+   no host read inside a step) and with ``host`` (the loss and gradient norm read every step), to
+   show what the sync-free step buys. Also counted, for both: the host-device synchronizations per
+   trainer step (``torch.cuda.set_sync_debug_mode``: the difference between a 4- and an 8-step run
+   over 4; the target is 0 for the default).
    With ``--compile``: the floor again with the backbone through ``torch.compile``.
 
 Everything is written to ``<out>/gpu_check.json`` (and printed). The data are random images:
@@ -181,26 +184,29 @@ def floor_rate(batch_size: int, steps: int = 20, warmup: int = 5, compile: bool 
     return {"images_per_s": batch_size / statistics.median(times), "warmup_s": round(warm_s, 2), "compile": compile}
 
 
-def trainer_epoch(data: Path, tmp: Path, batch_size: int, n: int, epochs: int = 2) -> dict:
-    """The library's trainer on `data`: two-view SimCLR, ResNet-18 CIFAR stem, bf16, `epochs` epochs."""
+def trainer_epoch(data: Path, tmp: Path, batch_size: int, n: int, epochs: int = 2, check: str = "auto") -> dict:
+    """The library's trainer on `data`: two-view SimCLR, ResNet-18 CIFAR stem, bf16, `epochs` epochs;
+    `check`: ``train.nonfinite_check`` (auto: on the device on CUDA; host: read every step)."""
     import selfsup
 
     per_epoch = n // batch_size
     config = {"data": {"name": str(data)}, "backbone": {"name": "resnet18", "stem": "cifar"},
-              "method": {"name": "simclr"}, "out": str(tmp / f"epoch-{batch_size}"),
+              "method": {"name": "simclr"}, "out": str(tmp / f"epoch-{batch_size}-{check}"),
               "train": {"steps": epochs * per_epoch, "batch_size": batch_size, "device": DEVICE, "precision": "bf16",
-                        "checkpoint_every": epochs * per_epoch, "log_every": per_epoch, "progress": False}}
+                        "checkpoint_every": epochs * per_epoch, "log_every": per_epoch, "progress": False,
+                        "nonfinite_check": check}}
     t0 = time.perf_counter()
     run = selfsup.pretrain(config, evaluate=False, report=False)
     wall = time.perf_counter() - t0
     windows = [json.loads(line) for line in (Path(config["out"]) / "metrics.jsonl").read_text().splitlines()]
     windows = [w for w in windows if "images_per_s" in w]
-    return {"images_per_s": windows[-1]["images_per_s"], "epochs": [round(w["images_per_s"], 1) for w in windows],
+    return {"images_per_s": windows[-1]["images_per_s"], "check": check,
+            "epochs": [round(w["images_per_s"], 1) for w in windows],
             "steps_per_epoch": per_epoch, "views": run.results.get("pretrain", {}).get("views"),
             "wall_s": round(wall, 1), "mean_images_per_s_all_steps": run.images_per_s}
 
 
-def syncs_per_step(data: Path, tmp: Path, batch_size: int) -> float:
+def syncs_per_step(data: Path, tmp: Path, batch_size: int, check: str = "auto") -> float:
     """Host-device synchronizations inside one trainer step: (syncs of 8 steps - syncs of 4 steps) / 4."""
     import warnings
 
@@ -209,9 +215,9 @@ def syncs_per_step(data: Path, tmp: Path, batch_size: int) -> float:
     counts = {}
     for steps in (4, 8):
         config = {"data": {"name": str(data)}, "backbone": {"name": "resnet18", "stem": "cifar"},
-                  "method": {"name": "simclr"}, "out": str(tmp / f"sync-{steps}"),
+                  "method": {"name": "simclr"}, "out": str(tmp / f"sync-{steps}-{check}"),
                   "train": {"steps": steps, "batch_size": batch_size, "device": DEVICE, "precision": "bf16",
-                            "checkpoint_every": 1000, "log_every": 1000, "progress": False}}
+                            "checkpoint_every": 1000, "log_every": 1000, "progress": False, "nonfinite_check": check}}
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             torch.cuda.set_sync_debug_mode("warn")
@@ -282,6 +288,8 @@ def epoch_benchmark(tmp: Path, batch_size: int, workers: int, compile: bool, n: 
     print(json.dumps({"floor_before": out["floor_before"]}), flush=True)
     out["selfsup"] = trainer_epoch(data, tmp, batch_size, n)
     print(json.dumps({"selfsup": out["selfsup"]}), flush=True)
+    out["selfsup_host_check"] = trainer_epoch(data, tmp, batch_size, n, check="host")  # the per-step read, for comparison
+    print(json.dumps({"selfsup_host_check": out["selfsup_host_check"]}), flush=True)
     try:
         out["lightly"] = lightly_epoch(x, batch_size, workers)
     except Exception as exc:  # noqa: BLE001 - the record says why the peer has no figure
@@ -290,11 +298,13 @@ def epoch_benchmark(tmp: Path, batch_size: int, workers: int, compile: bool, n: 
     out["floor_after"] = floor_rate(batch_size)
     floor = statistics.mean([out["floor_before"]["images_per_s"], out["floor_after"]["images_per_s"]])
     out["ratio_to_floor"] = out["selfsup"]["images_per_s"] / floor
+    out["ratio_to_floor_host_check"] = out["selfsup_host_check"]["images_per_s"] / floor
     if "images_per_s" in out["lightly"]:
         out["lightly"]["ratio_to_floor"] = out["lightly"]["images_per_s"] / floor
         out["ratio_to_lightly"] = out["selfsup"]["images_per_s"] / out["lightly"]["images_per_s"]
     if DEVICE == "cuda":
         out["syncs_per_step"] = syncs_per_step(data, tmp, batch_size)
+        out["syncs_per_step_host_check"] = syncs_per_step(data, tmp, batch_size, check="host")
     if compile:
         out["floor_compiled"] = floor_rate(batch_size, compile=True)
     print(json.dumps({k: v for k, v in out.items() if k not in ("selfsup",)}), flush=True)

@@ -213,3 +213,80 @@ def test_pretrain_a_table_from_shards(tmp_path):
                                                                      "backbone.width": 32}),
                            evaluate=False, report=False)
     assert run.steps == 3 and run.encoder.modality == "table" and run.encoder.schema is not None
+
+
+def test_each_rank_streams_its_own_shards_and_together_they_cover_an_epoch(shards):
+    n = len(read_manifest(shards)[1]["shards"])
+    layout = epoch_layout(n, 7, 0)
+    manifest = read_manifest(shards)[1]
+    seen = []
+    for rank in range(2):
+        stream = ShardSet(shards, workers=0).stream(8, 7, rank=rank, ranks=2)
+        own = sum(manifest["shards"][layout[p]]["count"] for p in range(rank, n, 2))
+        keys = torch.cat([next(stream)[2] for _ in range(own // 8)])  # this rank's first epoch, whole batches
+        stream.close()
+        seen.append(set(keys.tolist()))
+        assert len(seen[-1]) == len(keys)  # no sample twice within the epoch
+    assert not seen[0] & seen[1]  # disjoint: each rank reads only its own shards
+    assert len(seen[0] | seen[1]) >= 600 - 2 * 8  # together every sample (but the partial batches dropped)
+    with pytest.raises(DataError, match="fewer than the 6 processes"):
+        ShardSet(shards, workers=0).stream(8, 7, rank=0, ranks=6)
+
+
+def _two_rank_stream_worker(rank: int, size: int, folder: str, shards: str) -> None:
+    import datetime
+    import os
+
+    import torch.distributed as dist
+
+    from selfsup.methods.base import Method
+    from selfsup.train.loop import train
+
+    os.environ.update(WORLD_SIZE=str(size), RANK=str(rank), LOCAL_RANK=str(rank), OMP_NUM_THREADS="1")
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{folder}/store", rank=rank, world_size=size,
+                            timeout=datetime.timedelta(seconds=120))
+    seen, call = [], Method.__call__
+
+    def spy(self, batch):
+        seen.append(batch.index.clone())
+        return call(self, batch)
+
+    Method.__call__ = spy
+    try:
+        settings = {"train.steps": 8, "train.checkpoint_every": 4, "data.workers": 0, "train.seed": 7}
+        train(tiny(shards, f"{folder}/full", **settings))
+        train(tiny(shards, f"{folder}/split", **settings), stop_after=4)
+        train(tiny(shards, f"{folder}/split", **settings), resume=True)
+        train(tiny(shards, f"{folder}/half", **settings), stop_after=4)
+        torch.save(seen, f"{folder}/seen{rank}.pt")
+    finally:
+        Method.__call__ = call
+        dist.destroy_process_group()
+
+
+def test_two_ranks_stream_their_shards_resume_exactly_and_reshard_to_one(shards, tmp_path, capsys):
+    """Two gloo processes pretrain from shards, each reading its own (shard positions p % 2 == rank of
+    each epoch's order, half the global batch each); stopped at step 4 and resumed, the batches and
+    the weights are the uninterrupted run's; a 2-process checkpoint resumes in one process, the
+    stream going on from the earliest shard either rank had not finished."""
+    import torch.multiprocessing as mp
+    from safetensors.torch import load_file
+
+    from selfsup.train.loop import train
+
+    mp.spawn(_two_rank_stream_worker, args=(2, str(tmp_path), str(shards)), nprocs=2, join=True)
+    seen = [torch.load(tmp_path / f"seen{rank}.pt") for rank in range(2)]
+    for batches in seen:
+        assert len(batches) == 8 + 4 + 4 + 4 and all(len(b) == 32 for b in batches)
+        assert all(torch.equal(a, b) for a, b in zip(batches[:8], batches[8:16]))  # resumed: the same batches
+    assert not set(torch.cat(seen[0][:6]).tolist()) & set(torch.cat(seen[1][:6]).tolist())  # own shards
+    a = load_file(str(tmp_path / "full" / "encoder" / "encoder.safetensors"))
+    b = load_file(str(tmp_path / "split" / "encoder" / "encoder.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    saved = torch.load(tmp_path / "split" / "checkpoints" / "step-00000004.pt", weights_only=True)
+    assert len(saved["streams"]) == 2 and "stream" not in saved
+    result = train(tiny(shards, tmp_path / "half", **{"train.steps": 8, "train.checkpoint_every": 4,
+                                                       "data.workers": 0, "train.seed": 7}), resume=True)
+    assert result.steps == 8
+    assert "shard stream was read by 2 process(es), this run has 1" in capsys.readouterr().err

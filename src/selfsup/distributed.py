@@ -185,6 +185,14 @@ class Ranks:
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return float(t.item())
 
+    def objects(self, obj) -> list:
+        """Every rank's `obj` (picklable), in rank order."""
+        if self.size == 1:
+            return [obj]
+        out = [None] * self.size
+        dist.all_gather_object(out, obj)
+        return out
+
     def barrier(self) -> None:
         if self.size > 1:
             dist.barrier()

@@ -19,7 +19,9 @@ The order is a function of the seed: epoch e visits the shards in a permutation 
 the samples of each shard in a permutation drawn from (seed, e, shard), and consecutive batches are
 cut from that sequence (across shard boundaries; an epoch's last partial batch is dropped). The
 position (epoch, shard, offset) is saved with every checkpoint and a resumed run starts there, so it
-draws the same batches as an uninterrupted run, whatever the number of workers.
+draws the same batches as an uninterrupted run, whatever the number of workers. Under torchrun rank r
+of N reads only the shards at positions p % N == r of each epoch's order, its share of the batch at a
+time, and each rank's position is saved (step loop: ``stream_position``).
 
 A shard whose size, tar headers or sample count disagree with the manifest is skipped before training
 (a truncated copy, an interrupted write); one whose bytes or samples turn out bad when a worker reads
@@ -351,8 +353,16 @@ class ShardSet:
     def input_spec(self) -> dict:
         return dict(self.manifest["input_spec"])
 
-    def stream(self, batch_size: int, seed: int, position: dict | None = None) -> "ShardStream":
-        return ShardStream(self, batch_size, seed, position)
+    def stream(self, batch_size: int, seed: int, position: dict | None = None, rank: int = 0,
+               ranks: int = 1) -> "ShardStream":
+        """The batches of `batch_size` from `position` on; under data parallelism (`ranks` > 1) rank
+        `rank`'s: the shards at the positions p of each epoch's order with p % ranks == rank."""
+        n = len(self.manifest["shards"])
+        if ranks > n:
+            raise DataError(f"'{display_path(self.directory)}' has {n} shard(s), fewer than the {ranks} processes "
+                            "that each read their own.", f"write at least {ranks} shards (`selfsup shard "
+                            "--samples-per-shard` smaller), or launch fewer processes.")
+        return ShardStream(self, batch_size, seed, position, rank, ranks)
 
 
 def epoch_layout(n_shards: int, seed: int, epoch: int) -> list[int]:
@@ -365,9 +375,10 @@ class _ShardItems(torch.utils.data.IterableDataset):
     decoded and shuffled (or the reason it could not be). With W workers, worker w yields items w, w+W,
     ...; the DataLoader takes them round-robin, so the items arrive in order."""
 
-    def __init__(self, directory: Path, manifest: dict, good: set[int], seed: int, epoch: int, position: int):
+    def __init__(self, directory: Path, manifest: dict, good: set[int], seed: int, epoch: int, position: int,
+                 rank: int = 0, ranks: int = 1):
         self.directory, self.manifest, self.good, self.seed = directory, manifest, good, seed
-        self.epoch, self.position = epoch, position
+        self.epoch, self.position, self.rank, self.ranks = epoch, position, rank, ranks
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
@@ -378,6 +389,8 @@ class _ShardItems(torch.utils.data.IterableDataset):
         while True:
             layout = epoch_layout(n, self.seed, epoch)
             for pos in range(self.position if epoch == self.epoch else 0, n):
+                if pos % self.ranks != self.rank:  # data parallel: another rank's shard
+                    continue
                 k += 1
                 if k % workers != worker:
                     continue
@@ -401,15 +414,19 @@ class ShardStream:
     """The batches of a run from shards: ``next()`` -> (samples (B, ...), labels (B,) or None, keys (B,)),
     the keys being each sample's index in the data the shards were written from; ``position()`` is
     where the next batch starts (saved with a checkpoint), a ShardStream made with it goes on from
-    there. ``skipped`` lists (shard, reason) for every shard skipped so far."""
+    there. ``skipped`` lists (shard, reason) for every shard skipped so far. Rank `rank` of `ranks`
+    reads only its own shards (positions p % ranks == rank of each epoch's order); its position is
+    the earliest order position it has not finished, and its next shard is the first of its own
+    from there."""
 
-    def __init__(self, shards: ShardSet, batch_size: int, seed: int, position: dict | None = None):
-        self.shards, self.batch_size, self.seed = shards, batch_size, seed
+    def __init__(self, shards: ShardSet, batch_size: int, seed: int, position: dict | None = None, rank: int = 0,
+                 ranks: int = 1):
+        self.shards, self.batch_size, self.seed, self.rank, self.ranks = shards, batch_size, seed, rank, ranks
         position = position or {"epoch": 0, "shard": 0, "offset": 0}
         self.epoch, self.shard, self.offset = int(position["epoch"]), int(position["shard"]), int(position["offset"])
         self.skipped = list(shards.skipped)
         self._buffer: list[dict] = []  # chunks of the current epoch not yet consumed, each with its position
-        items = _ShardItems(shards.directory, shards.manifest, set(shards.good), seed, self.epoch, self.shard)
+        items = _ShardItems(shards.directory, shards.manifest, set(shards.good), seed, self.epoch, self.shard, rank, ranks)
         workers = shards.workers
         self._loader = torch.utils.data.DataLoader(items, batch_size=None, num_workers=workers,
                                                    prefetch_factor=2 if workers else None,
@@ -451,9 +468,10 @@ class ShardStream:
             self._pull()
             pulled += 1
             if pulled > 2 * n_shards + 1:
-                raise DataError(f"the readable shards of '{display_path(self.shards.directory)}' hold fewer "
+                share = f" that process {self.rank} of {self.ranks} reads" if self.ranks > 1 else ""
+                raise DataError(f"the readable shards{share} of '{display_path(self.shards.directory)}' hold fewer "
                                 f"{_plugin(self.shards.manifest).nouns} than one batch of {self.batch_size}.",
-                                "use a smaller --batch-size, or write more data.")
+                                "use a smaller --batch-size, or write more data (or more, smaller shards).")
         parts, need = [], self.batch_size
         while need:
             chunk = self._buffer[0]

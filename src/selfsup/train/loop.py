@@ -129,6 +129,24 @@ def _truncate_metrics(path: Path, step: int) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text("".join(kept), encoding="utf-8"))
 
 
+def stream_position(state: dict, ranks, streaming: bool) -> dict | None:
+    """Where this rank's stream goes on after a checkpoint: its own saved position when the checkpoint
+    has one per process of this run; otherwise (another number of processes) the earliest position
+    any process had not finished, whole shards from there, split over this run's processes: nothing
+    is skipped, and up to one shard per process of the earlier run is read again."""
+    saved = state.get("streams") or ([state["stream"]] if state.get("stream") else [])
+    if not streaming or not saved:
+        return None
+    if len(saved) == ranks.size:
+        return saved[ranks.rank]
+    epoch, shard = min((int(p["epoch"]), int(p["shard"])) for p in saved)
+    if ranks.main:
+        print(f"note: the checkpoint's shard stream was read by {len(saved)} process(es), this run has {ranks.size}: "
+              f"the stream goes on from epoch {epoch}, position {shard} of its shard order, whole shards split "
+              "over the processes (a few samples are seen again)", file=sys.stderr)
+    return {"epoch": epoch, "shard": shard, "offset": 0}
+
+
 def _scalar(value) -> float:
     return float(value.detach().float()) if torch.is_tensor(value) else float(value)
 
@@ -208,9 +226,6 @@ def _train_ranks(config: RunConfig, resume: bool, stop_after: int | None, stop: 
 
     streaming = getattr(train_set, "streaming", False)  # shards (data/shards.py): batches come from a stream
     if streaming:
-        if ranks.size > 1:
-            raise ConfigError(f"data '{config.data.name}' is a shard directory, and streaming runs in one process.",
-                              "pretrain from shards without torchrun, or pass the in-memory dataset.")
         stored = labels = None
     else:
         stored = plugin.store(train_set.samples, device)  # the whole training set on the device, as the modality keeps it
@@ -227,7 +242,7 @@ def _train_ranks(config: RunConfig, resume: bool, stop_after: int | None, stop: 
             scaler.load_state_dict(state["scaler"])
         start = int(state["step"])
         budget_steps = state.get("budget_steps")  # a time budget's step count, fixed before this checkpoint
-        position = state.get("stream")  # where a run from shards goes on (None: from the start)
+        position = stream_position(state, ranks, streaming)  # where a run from shards goes on (None: from the start)
         saved_size = int(state.get("world_size", 1))
         if saved_size != ranks.size and ranks.main:  # the global batch and its order do not depend on it
             print(f"note: the checkpoint was written by {saved_size} process(es), this run has {ranks.size}: each "
@@ -236,7 +251,8 @@ def _train_ranks(config: RunConfig, resume: bool, stop_after: int | None, stop: 
         print(f"resumed from {latest} at step {start}", file=sys.stderr)
 
     order = EpochOrder(len(train_set), cfg_t.batch_size, cfg_t.seed, device)
-    stream = train_set.stream(cfg_t.batch_size, cfg_t.seed, position) if streaming else None
+    stream = (train_set.stream(cfg_t.batch_size // ranks.size, cfg_t.seed, position, ranks.rank, ranks.size)
+              if streaming else None)  # data parallel: each rank its own shards and its share of the batch
     drawn_from = {}  # {step: the stream position its batch was drawn from}, for the steps whose faults are unread
     generator = torch.Generator(device=device)
     monitor = None
@@ -257,7 +273,13 @@ def _train_ranks(config: RunConfig, resume: bool, stop_after: int | None, stop: 
     elif resume and metrics_path.exists():
         _truncate_metrics(metrics_path, start)  # steps after the checkpoint run again: log them once
 
-    def state_at(step: int) -> dict:
+    def streams_at(step: int) -> list[dict] | None:
+        """Every rank's stream position at `step` (collective: every rank calls it before rank 0 saves)."""
+        if stream is None:
+            return None
+        return ranks.objects(drawn_from.get(step, stream.position()))  # a failed step is redone from its batch
+
+    def state_at(step: int, streams: list[dict] | None) -> dict:
         state = {"step": step, "method": method.state_dict(), "optimizer": optimizer.state_dict(),
                  "config": to_dict(config), "format": "selfsup-checkpoint/1", "export": method.export_name()}
         if budget_steps is not None:
@@ -266,8 +288,10 @@ def _train_ranks(config: RunConfig, resume: bool, stop_after: int | None, stop: 
             state["world_size"] = ranks.size
         if scaler is not None:
             state["scaler"] = scaler.state_dict()
-        if stream is not None:  # where the batch of step `step` starts (a failed step is redone from its batch)
-            state["stream"] = drawn_from.get(step, stream.position())
+        if streams is not None and len(streams) == 1:  # where the batch of step `step` starts
+            state["stream"] = streams[0]
+        elif streams is not None:  # data parallel: each rank's, in rank order
+            state["streams"] = streams
         return state
 
     budget = budget_seconds(cfg_t.budget)
@@ -299,7 +323,8 @@ def _train_ranks(config: RunConfig, resume: bool, stop_after: int | None, stop: 
         nonlocal skips
         skips += 1
         if cfg_t.on_nonfinite == "stop" or skips > cfg_t.max_skips:
-            path = (save_checkpoint(ckpt_dir, step, state_at(step), cfg_t.keep_checkpoints) if ranks.main
+            streams = streams_at(step)
+            path = (save_checkpoint(ckpt_dir, step, state_at(step, streams), cfg_t.keep_checkpoints) if ranks.main
                     else ckpt_dir / f"step-{step:08d}.pt")
             streak = (f" after {skips - 1} skipped step(s) in a row (train.max_skips={cfg_t.max_skips}); the weights of "
                       f"the last good step ({step + 1 - skips})" if skips > 1 else "; the weights of the last good step")
@@ -477,7 +502,8 @@ def _train_ranks(config: RunConfig, resume: bool, stop_after: int | None, stop: 
             bar.update(1, **shown)
         if checkpoint_due:
             t_ck = time.perf_counter()
-            saved = (save_checkpoint(ckpt_dir, done, state_at(done), cfg_t.keep_checkpoints) if ranks.main
+            streams = streams_at(done)
+            saved = (save_checkpoint(ckpt_dir, done, state_at(done, streams), cfg_t.keep_checkpoints) if ranks.main
                      else ckpt_dir / f"step-{done:08d}.pt")
             ranks.barrier()  # a resume after this point finds the checkpoint on every rank
             window_t += time.perf_counter() - t_ck
@@ -488,8 +514,11 @@ def _train_ranks(config: RunConfig, resume: bool, stop_after: int | None, stop: 
     stop.restore()
     if bar is not None:
         bar.close()
+    skipped_shards = []
     if stream is not None:
         stream.close()
+        for skipped in ranks.objects(stream.skipped):  # every rank's, each named once
+            skipped_shards += [s for s in skipped if s[0] not in {name for name, _ in skipped_shards}]
     if end > start:
         step = end
     else:
@@ -510,6 +539,6 @@ def _train_ranks(config: RunConfig, resume: bool, stop_after: int | None, stop: 
                             "precision": str(dtype).replace("torch.", "") if dtype else "fp32",
                             "backbone": run.backbone_name, "views": run.views_name}}
     if stream is not None:  # every shard skipped, before training or when a worker reached it
-        results["pretrain"]["skipped_shards"] = {"count": len(stream.skipped),
-                                                 "shards": [{"name": n, "reason": r} for n, r in stream.skipped]}
+        results["pretrain"]["skipped_shards"] = {"count": len(skipped_shards),
+                                                 "shards": [{"name": n, "reason": r} for n, r in skipped_shards]}
     return RunResult(run_dir, total, images_per_s, encoder, results, train_set, device, dtype)
