@@ -164,33 +164,41 @@ def start(device: torch.device) -> tuple[torch.device, bool]:
 
 class Ranks:
     """The few decisions every rank must take alike (skip a step, stop, the budget's rate), each one
-    collective; on a single process every call is local and free."""
+    collective; on a single process every call is local and free.
+
+    They are host values, so on GPUs they travel through a gloo group of the same processes, on CPU
+    tensors: an NCCL all-reduce of a flag would need a copy to the GPU and a read back, a
+    synchronization every step (the stop-signal check runs once per step)."""
 
     def __init__(self, device: torch.device):
         self.rank, self.size = world()
         self.main = self.rank == 0
         self.device = device
+        self._group = None
+        if self.size > 1 and device.type != "cpu":
+            self._group = dist.new_group(backend="gloo")  # every rank builds its Ranks at the same point
+
+    def _reduce_max(self, value: float, dtype: torch.dtype) -> float:
+        t = torch.tensor(value, dtype=dtype, device="cpu" if self._group is not None else self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX, group=self._group)
+        return float(t.item())
 
     def any(self, flag: bool) -> bool:
         if self.size == 1:
             return flag
-        t = torch.tensor(float(flag), device=self.device)
-        dist.all_reduce(t, op=dist.ReduceOp.MAX)
-        return bool(t.item())
+        return bool(self._reduce_max(float(flag), torch.float32))
 
     def max(self, value: float) -> float:
         if self.size == 1:
             return value
-        t = torch.tensor(value, dtype=torch.float64, device=self.device)
-        dist.all_reduce(t, op=dist.ReduceOp.MAX)
-        return float(t.item())
+        return self._reduce_max(value, torch.float64)
 
     def objects(self, obj) -> list:
         """Every rank's `obj` (picklable), in rank order."""
         if self.size == 1:
             return [obj]
         out = [None] * self.size
-        dist.all_gather_object(out, obj)
+        dist.all_gather_object(out, obj, group=self._group)
         return out
 
     def barrier(self) -> None:
