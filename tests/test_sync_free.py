@@ -127,6 +127,18 @@ def test_a_device_checked_step_reads_nothing_on_the_host(fmnist_npz, tmp_path, m
     assert not calls, f"{method}: tensors built from host data in the step: {dict(calls)}"
 
 
+@pytest.mark.parametrize("method", ["simclr", "byol", "dino"])
+def test_colour_views_read_nothing_on_the_host(tmp_path, method):
+    """RGB images: hue, saturation, grayscale, blur and solarization (BYOL), DINO's local crops."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    data = tmp_path / "rgb.npz"
+    np.savez(data, x=rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8), y=rng.integers(0, 10, 64))
+    reads, calls = host_reads(data, tmp_path / "r", method, "device")
+    assert not reads and not calls, (dict(reads), dict(calls))
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="counts CUDA synchronizations; needs a GPU")
 def test_no_cuda_synchronization_inside_a_step(tmp_path):
     import numpy as np
