@@ -26,7 +26,8 @@ usage (on the GPU machine, from the repository root):
    show what the sync-free step buys. Also counted, for both: the host-device synchronizations per
    trainer step (``torch.cuda.set_sync_debug_mode``: the difference between a 4- and an 8-step run
    over 4; the target is 0 for the default).
-   With ``--compile``: the floor again with the backbone through ``torch.compile``.
+   With ``--compile``: the floor again with the backbone through ``torch.compile``, and the trainer
+   with ``train.compile=true`` (its second epoch, after compiling in the first).
 
 Everything is written to ``<out>/gpu_check.json`` (and printed). The data are random images:
 throughput does not depend on what the pixels show, and the device machine has no datasets.
@@ -184,23 +185,25 @@ def floor_rate(batch_size: int, steps: int = 20, warmup: int = 5, compile: bool 
     return {"images_per_s": batch_size / statistics.median(times), "warmup_s": round(warm_s, 2), "compile": compile}
 
 
-def trainer_epoch(data: Path, tmp: Path, batch_size: int, n: int, epochs: int = 2, check: str = "auto") -> dict:
+def trainer_epoch(data: Path, tmp: Path, batch_size: int, n: int, epochs: int = 2, check: str = "auto",
+                  compile: bool = False) -> dict:
     """The library's trainer on `data`: two-view SimCLR, ResNet-18 CIFAR stem, bf16, `epochs` epochs;
-    `check`: ``train.nonfinite_check`` (auto: on the device on CUDA; host: read every step)."""
+    `check`: ``train.nonfinite_check`` (auto: on the device on CUDA; host: read every step);
+    `compile`: ``train.compile`` (the backbone through torch.compile; it compiles in the first epoch)."""
     import selfsup
 
     per_epoch = n // batch_size
     config = {"data": {"name": str(data)}, "backbone": {"name": "resnet18", "stem": "cifar"},
-              "method": {"name": "simclr"}, "out": str(tmp / f"epoch-{batch_size}-{check}"),
+              "method": {"name": "simclr"}, "out": str(tmp / f"epoch-{batch_size}-{check}-{compile}"),
               "train": {"steps": epochs * per_epoch, "batch_size": batch_size, "device": DEVICE, "precision": "bf16",
                         "checkpoint_every": epochs * per_epoch, "log_every": per_epoch, "progress": False,
-                        "nonfinite_check": check}}
+                        "nonfinite_check": check, "compile": compile}}
     t0 = time.perf_counter()
     run = selfsup.pretrain(config, evaluate=False, report=False)
     wall = time.perf_counter() - t0
     windows = [json.loads(line) for line in (Path(config["out"]) / "metrics.jsonl").read_text().splitlines()]
     windows = [w for w in windows if "images_per_s" in w]
-    return {"images_per_s": windows[-1]["images_per_s"], "check": check,
+    return {"images_per_s": windows[-1]["images_per_s"], "check": check, "compile": compile,
             "epochs": [round(w["images_per_s"], 1) for w in windows],
             "steps_per_epoch": per_epoch, "views": run.results.get("pretrain", {}).get("views"),
             "wall_s": round(wall, 1), "mean_images_per_s_all_steps": run.images_per_s}
@@ -307,6 +310,8 @@ def epoch_benchmark(tmp: Path, batch_size: int, workers: int, compile: bool, n: 
         out["syncs_per_step_host_check"] = syncs_per_step(data, tmp, batch_size, check="host")
     if compile:
         out["floor_compiled"] = floor_rate(batch_size, compile=True)
+        out["selfsup_compiled"] = trainer_epoch(data, tmp, batch_size, n, compile=True)  # train.compile=true
+        out["ratio_to_floor_compiled_trainer"] = out["selfsup_compiled"]["images_per_s"] / floor
     print(json.dumps({k: v for k, v in out.items() if k not in ("selfsup",)}), flush=True)
     return out
 
@@ -320,7 +325,7 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=512, help="images per step in the epoch benchmark")
     p.add_argument("--workers", type=int, default=max(1, min(14, (os.cpu_count() or 2) - 2)),
                    help="LightlySSL's DataLoader workers")
-    p.add_argument("--compile", action="store_true", help="also time the floor through torch.compile")
+    p.add_argument("--compile", action="store_true", help="also time the floor and the trainer (train.compile) through torch.compile")
     p.add_argument("--images", type=int, default=50_000, help="the epoch benchmark's data set size (CIFAR-10: 50,000)")
     p.add_argument("--cpu-dry-run", action="store_true",
                    help="run the correctness (SimCLR, bf16) and epoch parts on the CPU, to check the script itself")

@@ -85,6 +85,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "auto"  # auto (bf16 on CPUs with AMX/AVX512-BF16 and on GPUs that have it) | bf16 | fp16 | fp32
     channels_last: bool = True  # ~30% faster convs on CPU
+    compile: bool = False  # torch.compile the backbone's forward (inductor); pays on a GPU over long runs, not on CPUs: BENCHMARKS.md
     checkpoint_every: int = 500
     keep_checkpoints: int = 2  # the newest complete checkpoints kept; older ones are deleted after a new one is written
     log_every: int = 10

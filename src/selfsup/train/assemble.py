@@ -11,6 +11,8 @@ data is asked of the plug-in.
 from __future__ import annotations
 
 import dataclasses
+import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -208,6 +210,20 @@ class Run:
     std: list
 
 
+def compile_backbone(backbone: torch.nn.Module, device: torch.device) -> None:
+    """``train.compile``: compile the student backbone's forward in place (``nn.Module.compile``), so its
+    parameter names, checkpoints and exported encoder are those of the eager module. Built after the
+    method, whose momentum or teacher copies stay eager (they run without gradients). Compilation
+    happens at the first step and again for each new input shape (DINO's local crops: one more
+    graph). Inductor needs a C++ compiler on a CPU and Triton on a GPU; measured in BENCHMARKS.md
+    ("torch.compile"): it pays on a GPU over long runs, not on the CPUs measured."""
+    if device.type == "cpu" and not any(shutil.which(c) for c in (os.environ.get("CXX", "g++"), "c++", "clang++")):
+        raise ConfigError("train.compile=true needs a C++ compiler on a CPU (torch.compile's inductor backend "
+                          "builds its kernels with one), and none is on PATH.",
+                          "install one (Debian: apt-get install g++), or drop train.compile.")
+    backbone.compile()
+
+
 def assemble(config: RunConfig, device: torch.device, gated: bool = False) -> Run:
     """Read the data, check the recipe against it and build the run's parts (see the module docstring).
     `gated`: the optimizer skips a step through ``found_inf`` (the on-device non-finite check, guard.py)."""
@@ -254,6 +270,8 @@ def assemble(config: RunConfig, device: torch.device, gated: bool = False) -> Ru
     method = method.to(device)
     if cfg_t.channels_last:
         method = method.to(memory_format=torch.channels_last)
+    if cfg_t.compile:
+        compile_backbone(method.backbone, device)
     layout = layout_of(config, method_cls)
     options = {k: v for k, v in config.views.options.items() if k not in ("n_global", "n_local")}
     views, views_name = plugin.views(config.views.preset, options, layout, train_set, mean, std, device,
