@@ -25,6 +25,29 @@ def test_resume_is_bit_identical(fmnist_npz, tmp_path):
     assert torch.tensor([1e-40]).item() != 0.0
 
 
+def _flushed(threads: int) -> tuple[int, int]:
+    """(zeros, elements) of 1e-30 * 1e-10 (a subnormal) over 2**20 elements on `threads` torch threads."""
+    torch.set_num_threads(threads)
+    y = torch.full((1 << 20,), 1e-30) * 1e-10
+    return int((y == 0).sum()), y.numel()
+
+
+def test_denormals_are_flushed_on_every_pool_thread_while_training_and_only_then(fmnist_npz, tmp_path):
+    """The flag lives in each thread's control register and torch sets the calling thread's only:
+    pool threads started before the block never flushed, those started inside kept flushing after
+    it (then the linear probe's loss bits differed with one thread and two after a 2-thread run)."""
+    from selfsup.train.hardware import flush_denormal
+
+    assert _flushed(2) == (0, 1 << 20)  # the pool's threads exist before the block
+    with flush_denormal() as supported:
+        if not supported:
+            pytest.skip("this CPU cannot flush denormals")
+        assert _flushed(2) == (1 << 20, 1 << 20)  # every element: every thread flushes
+    assert _flushed(2)[0] == 0
+    train(tiny(fmnist_npz, tmp_path / "r", steps=2, **{"train.threads": 3}))  # a thread the pool did not have
+    assert _flushed(3)[0] == 0 and _flushed(1)[0] == 0
+
+
 def test_existing_run_needs_resume_and_same_recipe(fmnist_npz, tmp_path):
     train(tiny(fmnist_npz, tmp_path / "r", steps=3))
     with pytest.raises(ConfigError, match="--resume"):

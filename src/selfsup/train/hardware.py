@@ -68,14 +68,62 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device.type, dtype=dtype)
 
 
+@functools.cache
+def _openmp_runtime():
+    """The OpenMP runtime torch's intra-op pool runs on, as a ctypes library (the one already loaded:
+    found in /proc/self/maps), or None where there is none to reach (not Linux, or another backend)."""
+    import ctypes
+
+    if "parallel backend: OpenMP" not in torch.__config__.parallel_info():
+        return None
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if line.rstrip().endswith((".so", ".so.1", ".so.5"))}
+    except OSError:
+        return None
+    names = ("libgomp", "libiomp5", "libomp")  # GNU, Intel and LLVM runtimes all export GOMP_parallel
+    found = sorted((p for p in paths if os.path.basename(p).startswith(names)),
+                   key=lambda p: "torch" not in p)  # torch's own copy first
+    for path in found:
+        try:
+            lib = ctypes.CDLL(path)
+            body = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+            lib.GOMP_parallel.argtypes = [body, ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint]
+            lib.GOMP_parallel.restype = None
+            return lib, body
+        except (OSError, AttributeError):
+            continue
+    return None
+
+
+def set_flush_denormal_everywhere(on: bool) -> bool:
+    """``torch.set_flush_denormal`` on the calling thread and on every thread of torch's OpenMP pool.
+
+    The flag lives in each thread's floating-point control register, a new thread copies its
+    creator's, and torch sets it on the calling thread only: pool threads started while it was on
+    would keep flushing after it is turned off (then a sum came out a few ulps apart with one thread
+    and with two, after a training run in the same process), and pool threads started before would
+    never flush. So the setting runs once on each thread of an OpenMP team as large as the pool can
+    be. Returns whether this CPU supports flushing; where the pool cannot be reached (not Linux)
+    only the calling thread is set."""
+    supported = torch.set_flush_denormal(on)
+    runtime = _openmp_runtime()
+    if supported and runtime is not None:
+        lib, body = runtime
+        callback = body(lambda _: torch.set_flush_denormal(on))
+        lib.GOMP_parallel(callback, None, max(torch.get_num_threads(), os.cpu_count() or 1), 0)
+    return supported
+
+
 @contextlib.contextmanager
 def flush_denormal():
     """Treat denormal floats as zero inside the block (tiny late-training gradients otherwise slow CPU
     steps ~20%), and restore IEEE behaviour after it: the setting is process-wide, and other code
-    (hypothesis, numpy users) relies on subnormals."""
-    enabled = torch.set_flush_denormal(True)
+    (hypothesis, numpy users) relies on subnormals. Set on every thread of torch's pool, on entry
+    and on exit (`set_flush_denormal_everywhere`)."""
+    enabled = set_flush_denormal_everywhere(True)
     try:
         yield enabled
     finally:
         if enabled:
-            torch.set_flush_denormal(False)
+            set_flush_denormal_everywhere(False)
