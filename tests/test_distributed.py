@@ -183,3 +183,79 @@ def test_a_method_on_two_ranks_matches_one_process_with_global_batchnorm(name, t
         torch.testing.assert_close(got["grads"][key], grads[key], rtol=1e-4, atol=1e-4 * scale, msg=key)
     for key, value in method.named_buffers():
         torch.testing.assert_close(got["buffers"][key], value, rtol=1e-4, atol=1e-5, msg=key)
+
+
+# GlobalBatchNorm against BatchNorm on the whole batch: (input shape, memory format, affine, input offset)
+BN_CASES = {
+    "2d": ((8, 3, 5, 5), torch.contiguous_format, True, 0.0),
+    "2d-channels-last": ((8, 3, 5, 5), torch.channels_last, True, 0.0),
+    "1d": ((8, 6), torch.contiguous_format, True, 0.0),
+    "no-affine": ((8, 3, 5, 5), torch.contiguous_format, False, 0.0),
+    "large-mean": ((8, 3, 5, 5), torch.channels_last, True, 1000.0),  # the variance is combined stably
+}
+
+
+def _bn_inputs(case: str):
+    shape, fmt, affine, offset = BN_CASES[case]
+    g = torch.Generator().manual_seed(0)
+    x = (torch.randn(shape, generator=g, dtype=torch.float64) + offset).float()
+    dy = torch.randn(shape, generator=g)
+    bn = (torch.nn.BatchNorm2d if len(shape) == 4 else torch.nn.BatchNorm1d)(shape[1], affine=affine)
+    if affine:
+        with torch.no_grad():
+            bn.weight.copy_(torch.rand(shape[1], generator=g) + 0.5)
+            bn.bias.copy_(torch.randn(shape[1], generator=g))
+    if len(shape) == 4:
+        x, dy = x.contiguous(memory_format=fmt), dy.contiguous(memory_format=fmt)
+    return x, dy, bn
+
+
+def _bn_state(bn, x, y):
+    return {"y": y.detach(), "dx": x.grad, "running": torch.cat([bn.running_mean, bn.running_var]),
+            **({"dw": bn.weight.grad, "db": bn.bias.grad} if bn.affine else {})}
+
+
+def _bn_worker(rank: int, size: int, store: str, out: str, case: str) -> None:
+    from selfsup.distributed import global_batchnorm
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=size)
+    try:
+        x, dy, bn = _bn_inputs(case)
+        bn = global_batchnorm(bn)
+        rows = slice(rank * len(x) // size, (rank + 1) * len(x) // size)
+        xr = x[rows].detach().requires_grad_(True)
+        y = bn(xr)
+        (y * dy[rows]).sum().backward()
+        state = _bn_state(bn, xr, y)
+        everyone = [None] * size
+        dist.all_gather_object(everyone, state)
+        if rank == 0:
+            torch.save(everyone, out)
+    finally:
+        end()
+
+
+@pytest.mark.parametrize("case", list(BN_CASES))
+def test_global_batchnorm_on_two_ranks_is_batchnorm_on_the_whole_batch(case, tmp_path):
+    """Output, input gradient, running statistics (both ranks) and the weight and bias gradients
+    (summed over ranks, as DDP's average of them times the rank count) against BatchNorm on the
+    whole batch in one process, in float64 (the same float32 inputs), so that the large-mean case
+    also checks how the statistics are combined."""
+    x, dy, bn = _bn_inputs(case)
+    x, dy, bn = x.double().requires_grad_(True), dy.double(), bn.double()
+    y = bn(x)
+    (y * dy).sum().backward()
+    want = _bn_state(bn, x, y)
+    out = tmp_path / "ranks.pt"
+    mp.spawn(_bn_worker, args=(2, str(tmp_path / "store"), str(out), case), nprocs=2, join=True)
+    ranks = [{k: v.double() for k, v in r.items()} for r in torch.load(out, weights_only=True)]
+    # float32 inputs near 1000 carry 6e-5 of rounding each: the bound grows with the offset
+    tol = dict(rtol=1e-4 + 2e-7 * BN_CASES[case][3], atol=1e-4 + 2e-7 * BN_CASES[case][3])
+    torch.testing.assert_close(torch.cat([r["y"] for r in ranks]), want["y"], **tol)
+    torch.testing.assert_close(torch.cat([r["dx"] for r in ranks]), want["dx"], **tol)
+    for r in ranks:
+        torch.testing.assert_close(r["running"], want["running"], **tol)
+    if "dw" in want:
+        torch.testing.assert_close(sum(r["dw"] for r in ranks), want["dw"], **tol)
+        torch.testing.assert_close(sum(r["db"] for r in ranks), want["db"], **tol)
