@@ -20,8 +20,9 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 # Debian packages, installed only when missing, with one `apt-get update`: Fashion-MNIST
-# (dataset-fashion-mnist: IDX files under /usr/share/datasets) for both commands, and headless
-# Chromium for the tests (they open the evaluation report page in it).
+# (dataset-fashion-mnist: IDX files under /usr/share/datasets) for both commands, headless
+# Chromium for the tests (they open the evaluation report page in it) and a C++ compiler for the
+# tests of train.compile (torch.compile's CPU backend builds its kernels with one).
 CHROMIUM := /usr/bin/chromium-headless-shell
 define apt_install
 	@missing="$(strip $(1))"; \
@@ -36,7 +37,8 @@ endef
 data:
 	$(if $(wildcard $(FMNIST)),,$(call apt_install,dataset-fashion-mnist))
 
-TEST_PKGS = $(if $(wildcard $(FMNIST)),,dataset-fashion-mnist) $(if $(wildcard $(CHROMIUM)),,chromium-headless-shell)
+TEST_PKGS = $(if $(wildcard $(FMNIST)),,dataset-fashion-mnist) $(if $(wildcard $(CHROMIUM)),,chromium-headless-shell) \
+	$(if $(shell command -v g++),,g++)
 test-deps:
 	$(if $(strip $(TEST_PKGS)),$(call apt_install,$(TEST_PKGS)))
 
