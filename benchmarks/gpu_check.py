@@ -3,7 +3,7 @@ device tool): the CUDA code paths work, and the trainer keeps up with its backbo
 
 usage (on the GPU machine, from the repository root):
   python benchmarks/gpu_check.py [--out DIR] [--steps 30] [--parts correctness speed epoch]
-                                 [--batch-size 512] [--workers N] [--compile]
+                                 [--batch-size 512] [--workers N] [--compile] [--profile]
 
 1. Correctness on CUDA, for bf16 autocast and fp16 with GradScaler: a short SimCLR, BYOL and DINO
    run (synthetic 32x32 RGB images, resnet18 CIFAR stem) finishes with finite losses, resumes from
@@ -27,7 +27,10 @@ usage (on the GPU machine, from the repository root):
    trainer step (``torch.cuda.set_sync_debug_mode``: the difference between a 4- and an 8-step run
    over 4; the target is 0 for the default).
    With ``--compile``: the floor again with the backbone through ``torch.compile``, and the trainer
-   with ``train.compile=true`` (its second epoch, after compiling in the first).
+   with ``train.compile=true`` (its second epoch, after compiling in the first). With
+   ``--profile``: torch.profiler over 20 trainer steps after a warm-up run: CPU and device time per
+   step of the trainer's phases (views, forward, backward, update), kernel launches per step, the
+   device's busy time per step (against the wall time, what the GPU idles) and the top kernels.
 
 Everything is written to ``<out>/gpu_check.json`` (and printed). The data are random images:
 throughput does not depend on what the pixels show, and the device machine has no datasets.
@@ -209,6 +212,58 @@ def trainer_epoch(data: Path, tmp: Path, batch_size: int, n: int, epochs: int = 
             "wall_s": round(wall, 1), "mean_images_per_s_all_steps": run.images_per_s}
 
 
+def profile_trainer(data: Path, tmp: Path, batch_size: int, steps: int = 20) -> dict:
+    """Where a trainer step's time goes on the device: torch.profiler over `steps` steps of the trainer
+    (after a warm-up run in the same process, so cuDNN's autotuning is done), the trainer's phase
+    labels (``selfsup.views``, ``.forward``, ``.backward``, ``.update``: CPU and device time per step),
+    the kernels launched per step, the device's busy time against the wall time, and the top kernels."""
+    import selfsup
+    from torch.profiler import ProfilerActivity, profile
+
+    def config(name: str, n: int) -> dict:
+        return {"data": {"name": str(data)}, "backbone": {"name": "resnet18", "stem": "cifar"},
+                "method": {"name": "simclr"}, "out": str(tmp / name),
+                "train": {"steps": n, "batch_size": batch_size, "device": DEVICE, "precision": "bf16",
+                          "checkpoint_every": 10_000, "log_every": 10_000, "progress": False,
+                          "collapse_check_every": 0}}
+
+    selfsup.pretrain(config("profile-warm", 10), evaluate=False, report=False)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if DEVICE == "cuda" else [])
+    t0 = time.perf_counter()
+    with profile(activities=activities) as prof:
+        run = selfsup.pretrain(config("profile", steps), evaluate=False, report=False)
+    wall = time.perf_counter() - t0
+    events = prof.key_averages()
+
+    def device_us(e, own: bool = True) -> float:  # the attribute was named after CUDA in older torch
+        names = ("self_device_time_total", "self_cuda_time_total") if own else ("device_time_total", "cuda_time_total")
+        return next((getattr(e, n) for n in names if hasattr(e, n)), 0.0)
+
+    phases = {}
+    for e in events:
+        if e.key.startswith("selfsup."):
+            phases[e.key] = {"calls": e.count, "cpu_ms_per_step": round(e.cpu_time_total / 1e3 / steps, 3),
+                             "device_ms_per_step": round(device_us(e, own=False) / 1e3 / steps, 3)}
+    kernels = [e for e in events if getattr(e, "device_type", None) is not None
+               and str(e.device_type).endswith("CUDA") and device_us(e) > 0]
+    busy_ms = sum(device_us(e) for e in kernels) / 1e3
+    top = sorted(kernels, key=lambda e: -device_us(e))[:12]
+    table = None
+    for key in (("self_device_time_total", "self_cuda_time_total") if DEVICE == "cuda" else ("self_cpu_time_total",)):
+        try:
+            table = events.table(sort_by=key, row_limit=25)
+            break
+        except (AttributeError, KeyError, ValueError):
+            continue
+    return {"steps": steps, "batch_size": batch_size, "wall_s_whole_run": round(wall, 2),
+            "step_ms_profiled": round(batch_size / run.images_per_s * 1e3, 3), "phases": phases,
+            "kernel_launches_per_step": round(sum(e.count for e in kernels) / steps, 1),
+            "device_busy_ms_per_step": round(busy_ms / steps, 3),
+            "top_kernels": [{"name": e.key[:120], "calls": e.count,
+                             "ms_per_step": round(device_us(e) / 1e3 / steps, 3)} for e in top],
+            "table": table or ""}
+
+
 def syncs_per_step(data: Path, tmp: Path, batch_size: int, check: str = "auto") -> float:
     """Host-device synchronizations inside one trainer step: (syncs of 8 steps - syncs of 4 steps) / 4."""
     import warnings
@@ -281,7 +336,8 @@ def lightly_epoch(x: np.ndarray, batch_size: int, workers: int, warmup: int = 10
             "batches_timed": seen // batch_size}
 
 
-def epoch_benchmark(tmp: Path, batch_size: int, workers: int, compile: bool, n: int = 50_000) -> dict:
+def epoch_benchmark(tmp: Path, batch_size: int, workers: int, compile: bool, n: int = 50_000,
+                    profile: bool = False) -> dict:
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
     data = tmp / "cifar-shaped.npz"
@@ -308,6 +364,13 @@ def epoch_benchmark(tmp: Path, batch_size: int, workers: int, compile: bool, n: 
     if DEVICE == "cuda":
         out["syncs_per_step"] = syncs_per_step(data, tmp, batch_size)
         out["syncs_per_step_host_check"] = syncs_per_step(data, tmp, batch_size, check="host")
+    if profile:
+        try:
+            out["profile"] = profile_trainer(data, tmp, batch_size)
+            print(out["profile"].pop("table"), flush=True)
+            print(json.dumps({"profile": out["profile"]}), flush=True)
+        except Exception as exc:  # noqa: BLE001 - the figures above stand without it
+            out["profile"] = {"error": f"{type(exc).__name__}: {exc}"}
     if compile:
         out["floor_compiled"] = floor_rate(batch_size, compile=True)
         out["selfsup_compiled"] = trainer_epoch(data, tmp, batch_size, n, compile=True)  # train.compile=true
@@ -326,6 +389,8 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=max(1, min(14, (os.cpu_count() or 2) - 2)),
                    help="LightlySSL's DataLoader workers")
     p.add_argument("--compile", action="store_true", help="also time the floor and the trainer (train.compile) through torch.compile")
+    p.add_argument("--profile", action="store_true",
+                   help="also profile 20 trainer steps: time per phase, kernels per step, device busy time")
     p.add_argument("--images", type=int, default=50_000, help="the epoch benchmark's data set size (CIFAR-10: 50,000)")
     p.add_argument("--cpu-dry-run", action="store_true",
                    help="run the correctness (SimCLR, bf16) and epoch parts on the CPU, to check the script itself")
@@ -352,7 +417,8 @@ def main() -> None:
             print(json.dumps(report["speed"], indent=2), flush=True)
             save()
         if "epoch" in args.parts:
-            report["epoch"] = epoch_benchmark(Path(tmp), args.batch_size, args.workers, args.compile, args.images)
+            report["epoch"] = epoch_benchmark(Path(tmp), args.batch_size, args.workers, args.compile, args.images,
+                                             args.profile)
             save()
 
 

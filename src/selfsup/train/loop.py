@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 import yaml
+from torch.profiler import record_function
 
 from .. import auxiliaries, distributed
 from ..checkpoint import latest_checkpoint, load_checkpoint, load_state, remove_temporaries, save_checkpoint
@@ -389,30 +390,33 @@ def _train_ranks(config: RunConfig, resume: bool, stop_after: int | None, stop: 
         seed = step_seed(cfg_t.seed, step) + ranks.rank  # each rank draws its own views
         torch.manual_seed(seed)
         generator.manual_seed(seed)
-        view_list, params = views(samples, generator)
+        with record_function("selfsup.views"):  # phase labels for torch.profiler (benchmarks/gpu_check.py --profile)
+            view_list, params = views(samples, generator)
         if cfg_t.channels_last:  # 4-D views (images) in the memory format the convolutions are fastest with
             view_list = [v.contiguous(memory_format=torch.channels_last)
                          if isinstance(v, torch.Tensor) and v.dim() == 4 else v for v in view_list]
         batch = Batch(view_list, params, samples, batch_labels, index, progress,
                       run.layout["n_global"], run.layout["n_local"])
         undo.save()
-        with autocast(device, dtype):
+        with autocast(device, dtype), record_function("selfsup.forward"):
             out = forward(batch)
         loss = out["loss"]
         collapse = fault = None
         if device_check is not None:  # nothing read on the host: the update is skipped on the device (guard.py)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(trainable, config.optim.clip_grad or math.inf)
-            code = device_check.code(loss, grad_norm)
-            if ranks.size > 1:  # a bad step on any rank is skipped by every rank
-                torch.distributed.all_reduce(code, op=torch.distributed.ReduceOp.MAX)
-            optimizer.found_inf = gate = device_check.gate(code)
-            optimizer.step()
-            method.on_step_end((step + 1) / total)
-            auxiliaries.on_step_end(method, (step + 1) / total)
-            undo.keep_where(gate == 0)
-            device_check.advance(code)  # the host learns the step's fault when it reads the codes, below
+            with record_function("selfsup.backward"):
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                grad_norm = torch.nn.utils.clip_grad_norm_(trainable, config.optim.clip_grad or math.inf)
+            with record_function("selfsup.update"):
+                code = device_check.code(loss, grad_norm)
+                if ranks.size > 1:  # a bad step on any rank is skipped by every rank
+                    torch.distributed.all_reduce(code, op=torch.distributed.ReduceOp.MAX)
+                optimizer.found_inf = gate = device_check.gate(code)
+                optimizer.step()
+                method.on_step_end((step + 1) / total)
+                auxiliaries.on_step_end(method, (step + 1) / total)
+                undo.keep_where(gate == 0)
+                device_check.advance(code)  # the host learns the step's fault when it reads the codes, below
         else:
             if not torch.isfinite(loss.detach()).item():
                 fault = f"the loss became {float(loss.detach())}"
