@@ -12,7 +12,6 @@ gradient of the single-process loss.
 """
 from __future__ import annotations
 
-
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F

@@ -118,9 +118,9 @@ def set_flush_denormal_everywhere(on: bool) -> bool:
 @contextlib.contextmanager
 def flush_denormal():
     """Treat denormal floats as zero inside the block (tiny late-training gradients otherwise slow CPU
-    steps ~20%), and restore IEEE behaviour after it: the setting is process-wide, and other code
-    (hypothesis, numpy users) relies on subnormals. Set on every thread of torch's pool, on entry
-    and on exit (`set_flush_denormal_everywhere`)."""
+    steps ~20%), and restore IEEE behaviour after it: other code in the process (hypothesis, numpy
+    users) relies on subnormals. The flag is per thread, so it is set on the calling thread and on
+    every thread of torch's pool, on entry and on exit (`set_flush_denormal_everywhere`)."""
     enabled = set_flush_denormal_everywhere(True)
     try:
         yield enabled

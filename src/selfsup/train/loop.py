@@ -521,8 +521,11 @@ def _train_ranks(config: RunConfig, resume: bool, stop_after: int | None, stop: 
     skipped_shards = []
     if stream is not None:
         stream.close()
-        for skipped in ranks.objects(stream.skipped):  # every rank's, each named once
-            skipped_shards += [s for s in skipped if s[0] not in {name for name, _ in skipped_shards}]
+        named = set()
+        for name, reason in (s for skipped in ranks.objects(stream.skipped) for s in skipped):  # every rank's, once
+            if name not in named:
+                named.add(name)
+                skipped_shards.append((name, reason))
     if end > start:
         step = end
     else:
