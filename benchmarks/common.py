@@ -1,10 +1,13 @@
 """What the benchmark scripts share: the revision a figure was measured at, their JSON-lines
-result logs, and writing a table into BENCHMARKS.md between a section's markers."""
+result logs, writing a table into BENCHMARKS.md between a section's markers, and the median time
+of a CPU call."""
 from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,3 +60,16 @@ def write_section(name: str, text: str, heading: str) -> None:
     else:
         doc += f"\n## {heading}\n\n{start}\n{text}\n{end}\n"
     path.write_text(doc)
+
+
+def median_seconds(fn, repeats: int = 20, warmup: int = 3) -> float:
+    """The median wall time of `repeats` calls of `fn` after `warmup` untimed ones (CPU work: nothing
+    to synchronize)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)

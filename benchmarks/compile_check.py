@@ -28,7 +28,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from common import cpu_model, revision  # noqa: E402
+from common import cpu_model, median_seconds, revision  # noqa: E402
 
 BACKBONES = {  # name: (build options, input shape of one view, images per step)
     "convnet6-w24-20px": (dict(name="convnet6", in_channels=1, image_size=20, width=24), (1, 20, 20), 256),
@@ -62,15 +62,6 @@ def stepper(model: torch.nn.Module, compiled: bool, shape: tuple, images: int, p
     return step
 
 
-def timed(step, steps: int) -> float:
-    times = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threads", type=int, default=2)
@@ -96,7 +87,7 @@ def main() -> None:
             rates = {False: [], True: []}
             for r in range(args.rounds):
                 for compiled in ((True, False) if r % 2 else (False, True)):
-                    rates[compiled].append(images / timed(steps[compiled], args.steps))
+                    rates[compiled].append(images / median_seconds(steps[compiled], args.steps, warmup=0))
             eager, comp = statistics.mean(rates[False]), statistics.mean(rates[True])
             print(f"{name} {precision}: eager {eager:.0f} images/s, compiled {comp:.0f} images/s, "
                   f"ratio {comp / eager:.2f}, compilation {compile_s:.0f} s (3 warm-up steps)", flush=True)

@@ -11,23 +11,11 @@ the views need >= 20k images/s. Last line: ``RESULT views_per_s=... images_per_s
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
+from common import median_seconds
 
 from selfsup.views import ImageViews, fmnist_views, normalize, simclr_views
-
-
-def median_seconds(fn, repeats: int = 20, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def one_thread(fn):
